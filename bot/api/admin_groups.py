@@ -1,0 +1,125 @@
+"""Admin: groups and their channels (SPEC §8)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func, select
+
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from handlers.channels import CAPABILITIES
+from storage.groups import list_groups, upsert_group
+from storage.models import Group, Membership
+
+router = APIRouter(prefix="/admin", tags=["admin: groups"], dependencies=[AdminDep])
+
+ChatId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+class ChannelIn(BaseModel):
+    type: Literal["webhook", "appchat", "customer_group", "none"]
+    key: str | None = Field(default=None, description="robot webhook key (webhook)")
+    sender: str | None = Field(default=None, description="owner userid (customer_group)")
+
+    @model_validator(mode="after")
+    def _required(self) -> ChannelIn:
+        if self.type == "webhook" and not self.key:
+            raise ValueError("a webhook channel needs its robot key")
+        if self.type == "customer_group" and not self.sender:
+            raise ValueError("a customer_group channel needs the sender (group owner userid)")
+        return self
+
+    def config(self) -> dict[str, Any]:
+        if self.type == "webhook":
+            return {"key": self.key}
+        if self.type == "customer_group":
+            return {"sender": self.sender}
+        return {}
+
+
+class GroupIn(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
+    channel: ChannelIn | None = None
+
+
+class CapabilitiesOut(BaseModel):
+    can_post: bool
+    immediate: bool
+    markdown: bool
+    max_text_bytes: int
+    daily_quota: int | None
+
+
+class GroupOut(BaseModel):
+    chat_id: str
+    name: str
+    owner: str | None
+    tags: list[str]
+    channel: dict[str, Any]
+    capabilities: CapabilitiesOut
+    playbook: str | None
+    members: int
+    origin: str
+    created_at: datetime
+    updated_at: datetime
+    dismissed_at: datetime | None
+
+
+async def _out(runtime: Any, session: Any, group: Group) -> GroupOut:
+    members = await session.scalar(
+        select(func.count()).where(
+            Membership.chat_id == group.chat_id, Membership.left_at.is_(None)
+        )
+    )
+    caps = CAPABILITIES.get(group.channel_type, CAPABILITIES["none"])
+    current = runtime.playbooks.current
+    playbook = current.for_group(group.chat_id, list(group.tags or [])).name if current else None
+    return GroupOut(
+        chat_id=group.chat_id,
+        name=group.name,
+        owner=group.owner,
+        tags=list(group.tags or []),
+        channel={"type": group.channel_type, **(group.channel_config or {})},
+        capabilities=CapabilitiesOut(**caps.__dict__),
+        playbook=playbook,
+        members=int(members or 0),
+        origin=group.origin,
+        created_at=group.created_at,
+        updated_at=group.updated_at,
+        dismissed_at=group.dismissed_at,
+    )
+
+
+@router.put("/groups/{chat_id}", response_model=GroupOut)
+async def put_group(
+    chat_id: ChatId, body: GroupIn, runtime: RuntimeDep, session: SessionDep
+) -> GroupOut:
+    group, _created = await upsert_group(
+        session,
+        chat_id,
+        name=body.name,
+        tags=body.tags,
+        channel_type=body.channel.type if body.channel else None,
+        channel_config=body.channel.config() if body.channel else None,
+        now=runtime.clock(),
+    )
+    out = await _out(runtime, session, group)
+    await session.commit()
+    return out
+
+
+@router.get("/groups/{chat_id}", response_model=GroupOut)
+async def get_group(chat_id: ChatId, runtime: RuntimeDep, session: SessionDep) -> GroupOut:
+    group = await session.get(Group, chat_id)
+    if group is None:
+        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
+    return await _out(runtime, session, group)
+
+
+@router.get("/groups", response_model=list[GroupOut])
+async def get_groups(runtime: RuntimeDep, session: SessionDep) -> list[GroupOut]:
+    return [await _out(runtime, session, g) for g in await list_groups(session)]

@@ -1,0 +1,74 @@
+"""POST /wecom/archive: a batch of decrypted 会话内容存档 records (SPEC §6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ValidationError
+
+from bot.api.deps import AdminDep, RuntimeDep, read_limited_body
+from bot.sources.archive import ArchiveRecord, normalize_archive
+from storage import inbox
+
+router = APIRouter(tags=["callbacks"], dependencies=[AdminDep])
+
+MAX_ARCHIVE_BYTES = 16 * 1024 * 1024
+
+
+class ArchiveResult(BaseModel):
+    accepted: int
+    duplicate: int
+    ignored: int  # stored, but no handler cares (unknown msgtype, recall, …)
+
+
+@router.post("/wecom/archive", response_model=ArchiveResult)
+async def archive(request: Request, runtime: RuntimeDep) -> ArchiveResult:
+    body = await read_limited_body(request, MAX_ARCHIVE_BYTES)
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(status_code=400, detail="body is not JSON") from None
+    if not isinstance(data, list):
+        raise HTTPException(status_code=400, detail="body must be a JSON array of records")
+    records: list[tuple[ArchiveRecord, dict[str, Any]]] = []
+    problems: list[str] = []
+    for index, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            problems.append(f"[{index}]: not an object")
+            continue
+        try:
+            records.append((ArchiveRecord.model_validate(raw), raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ()))
+            problems.append(f"[{index}].{field}: {first.get('msg')}")
+    if problems:
+        # All or nothing: the caller still has the batch, so refuse it whole and say why.
+        raise HTTPException(status_code=400, detail={"invalid_records": problems[:50]})
+    result = ArchiveResult(accepted=0, duplicate=0, ignored=0)
+    now = runtime.clock()
+    async with runtime.sessions() as session, session.begin():
+        for record, raw in records:
+            incoming = normalize_archive(record, raw)
+            stored = await inbox.insert_once(
+                session,
+                source=incoming.source,
+                dedup_key=incoming.dedup_key,
+                raw=incoming.raw,
+                event_type=incoming.event_type,
+                event=incoming.event.model_dump(mode="json") if incoming.event else None,
+                chat_id=incoming.chat_id,
+                status="pending" if incoming.event else "ignored",
+                now=now,
+            )
+            if not stored:
+                result.duplicate += 1
+            elif incoming.event is None:
+                result.ignored += 1
+                result.accepted += 1
+            else:
+                result.accepted += 1
+    runtime.inbox.wake()
+    return result

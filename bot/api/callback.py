@@ -1,0 +1,184 @@
+"""WeCom callbacks: verify, decrypt, write to the inbox, answer `success` (SPEC §4).
+
+Nothing is stored for a refused request; processing happens after the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from bot.api.deps import MAX_CALLBACK_BYTES, RuntimeDep, read_limited_body
+from bot.runtime import Runtime
+from bot.sources.aibot import normalize_aibot
+from bot.sources.callback_xml import normalize_callback
+from bot.sources.normalized import Incoming
+from bot.wecom.crypto import CryptoError, WeComCrypto
+from bot.wecom.xml import XmlError, xml_to_dict
+from storage import inbox
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["callbacks"])
+
+Signed = Annotated[str, Query(min_length=1)]
+
+
+def _fail(runtime: Runtime, path: str, status: int, detail: str) -> HTTPException:
+    runtime.metrics.callbacks.labels(path, str(status)).inc()
+    return HTTPException(status_code=status, detail=detail)
+
+
+def _crypto(runtime: Runtime, *, aibot: bool) -> WeComCrypto:
+    settings = runtime.settings
+    # 智能机器人 callbacks are encrypted with an empty receive-id.
+    return WeComCrypto(settings.callback_token, settings.aes_key, "" if aibot else settings.corp_id)
+
+
+def _verify_echo(
+    runtime: Runtime,
+    path: str,
+    crypto: WeComCrypto,
+    sig: str | None,
+    ts: str | None,
+    nonce: str | None,
+    echostr: str | None,
+) -> str:
+    if not sig or not ts or not nonce:
+        raise _fail(runtime, path, 403, "missing signature parameters")
+    if echostr is None:
+        raise _fail(runtime, path, 400, "missing echostr")
+    try:
+        return crypto.verify_and_decrypt(sig, ts, nonce, echostr)
+    except CryptoError as exc:
+        raise _fail(runtime, path, 403, f"verification failed: {exc}") from None
+
+
+async def _store(runtime: Runtime, path: str, incoming: Incoming) -> bool:
+    now = runtime.clock()
+    async with runtime.sessions() as session, session.begin():
+        stored = await inbox.insert_once(
+            session,
+            source=incoming.source,
+            dedup_key=incoming.dedup_key,
+            raw=incoming.raw,
+            event_type=incoming.event_type,
+            event=incoming.event.model_dump(mode="json") if incoming.event else None,
+            chat_id=incoming.chat_id,
+            status="pending" if incoming.event else "ignored",
+            now=now,
+        )
+    runtime.metrics.callbacks.labels(path, "stored" if stored else "duplicate").inc()
+    if stored and incoming.event is not None:
+        runtime.inbox.wake()
+    return stored
+
+
+@router.get("/wecom/callback", response_class=PlainTextResponse)
+async def verify_url(
+    runtime: RuntimeDep,
+    msg_signature: str | None = None,
+    timestamp: str | None = None,
+    nonce: str | None = None,
+    echostr: str | None = None,
+) -> PlainTextResponse:
+    path = "/wecom/callback"
+    plain = _verify_echo(
+        runtime, path, _crypto(runtime, aibot=False), msg_signature, timestamp, nonce, echostr
+    )
+    runtime.metrics.callbacks.labels(path, "verified").inc()
+    return PlainTextResponse(plain)
+
+
+@router.post("/wecom/callback", response_class=PlainTextResponse)
+async def receive(
+    request: Request,
+    runtime: RuntimeDep,
+    msg_signature: str | None = None,
+    timestamp: str | None = None,
+    nonce: str | None = None,
+) -> PlainTextResponse:
+    path = "/wecom/callback"
+    try:
+        body = await read_limited_body(request, MAX_CALLBACK_BYTES)
+    except HTTPException as exc:
+        runtime.metrics.callbacks.labels(path, str(exc.status_code)).inc()
+        raise
+    if not msg_signature or not timestamp or not nonce:
+        raise _fail(runtime, path, 403, "missing signature parameters")
+    try:
+        envelope = xml_to_dict(body)
+    except XmlError as exc:
+        raise _fail(runtime, path, 400, str(exc)) from None
+    encrypted = envelope.get("Encrypt")
+    if not isinstance(encrypted, str) or not encrypted:
+        raise _fail(runtime, path, 400, "no <Encrypt> element")
+    crypto = _crypto(runtime, aibot=False)
+    try:
+        plaintext = crypto.verify_and_decrypt(msg_signature, timestamp, nonce, encrypted)
+    except CryptoError as exc:
+        raise _fail(runtime, path, 403, f"verification failed: {exc}") from None
+    try:
+        fields = xml_to_dict(plaintext)
+    except XmlError as exc:
+        raise _fail(runtime, path, 400, f"decrypted payload: {exc}") from None
+    await _store(runtime, path, normalize_callback(fields, plaintext))
+    return PlainTextResponse("success")
+
+
+@router.get("/wecom/aibot/callback", response_class=PlainTextResponse)
+async def aibot_verify_url(
+    runtime: RuntimeDep,
+    msg_signature: str | None = None,
+    timestamp: str | None = None,
+    nonce: str | None = None,
+    echostr: str | None = None,
+) -> PlainTextResponse:
+    path = "/wecom/aibot/callback"
+    plain = _verify_echo(
+        runtime, path, _crypto(runtime, aibot=True), msg_signature, timestamp, nonce, echostr
+    )
+    runtime.metrics.callbacks.labels(path, "verified").inc()
+    return PlainTextResponse(plain)
+
+
+@router.post("/wecom/aibot/callback")
+async def aibot_receive(
+    request: Request,
+    runtime: RuntimeDep,
+    msg_signature: str | None = None,
+    timestamp: str | None = None,
+    nonce: str | None = None,
+) -> Response:
+    path = "/wecom/aibot/callback"
+    try:
+        body = await read_limited_body(request, MAX_CALLBACK_BYTES)
+    except HTTPException as exc:
+        runtime.metrics.callbacks.labels(path, str(exc.status_code)).inc()
+        raise
+    if not msg_signature or not timestamp or not nonce:
+        raise _fail(runtime, path, 403, "missing signature parameters")
+    try:
+        envelope: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _fail(runtime, path, 400, "body is not JSON") from None
+    encrypted = envelope.get("encrypt") if isinstance(envelope, dict) else None
+    if not isinstance(encrypted, str) or not encrypted:
+        raise _fail(runtime, path, 400, 'no "encrypt" field')
+    try:
+        plaintext = _crypto(runtime, aibot=True).verify_and_decrypt(
+            msg_signature, timestamp, nonce, encrypted
+        )
+        payload = json.loads(plaintext)
+    except CryptoError as exc:
+        raise _fail(runtime, path, 403, f"verification failed: {exc}") from None
+    except ValueError:
+        raise _fail(runtime, path, 400, "decrypted payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise _fail(runtime, path, 400, "decrypted payload is not a JSON object")
+    await _store(runtime, path, normalize_aibot(payload, plaintext))
+    # An empty answer is allowed; the reply goes later through response_url.
+    return JSONResponse({}, status_code=200)

@@ -1,0 +1,97 @@
+"""The FastAPI application: routes, and a lifespan that owns the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from bot.api import admin_groups, admin_outbox, admin_sandbox, archive, callback, health
+from bot.emulator import EmulatorState, create_emulator_app
+from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime
+from bot.settings import SANDBOX_API_PATH, Settings, generate_admin_token
+from scheduler.runner import build_scheduler
+from storage.groups import upsert_group
+
+log = logging.getLogger(__name__)
+
+SANDBOX_DEMO_CHAT = "wrSandboxDemoGroup"
+SANDBOX_API_BASE = "http://sandbox.invalid"
+
+
+async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
+    """A demo group so `simulate join` works out of the box."""
+    emulator.upsert_group(SANDBOX_DEMO_CHAT, name="沙盒体验群", owner="sandbox-owner")
+    async with runtime.sessions() as session, session.begin():
+        await upsert_group(
+            session,
+            SANDBOX_DEMO_CHAT,
+            name="沙盒体验群",
+            tags=None,
+            channel_type="webhook",
+            channel_config={"key": SANDBOX_WEBHOOK_KEY},
+            now=runtime.clock(),
+        )
+
+
+def create_app(settings: Settings, *, start_background: bool = True) -> FastAPI:
+    emulator: EmulatorState | None = None
+    emulator_app: FastAPI | None = None
+    if settings.sandbox:
+        emulator = EmulatorState()
+        emulator_app = create_emulator_app(emulator)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http: httpx.AsyncClient | None = None
+        api_base = settings.wecom_api_base
+        if emulator_app is not None:
+            # In-process: the client reaches the emulator without touching the network.
+            http = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=emulator_app), base_url=SANDBOX_API_BASE
+            )
+            api_base = SANDBOX_API_BASE
+        runtime = await build_runtime(settings, api_base=api_base, http=http)
+        app.state.runtime = runtime
+        if emulator is not None:
+            await _seed_sandbox(runtime, emulator)
+        await runtime.recover()
+        scheduler = build_scheduler(
+            tz=settings.tz,
+            tick=runtime.tick,
+            tick_seconds=settings.scheduler_tick_seconds,
+            housekeeping=runtime.housekeeping,
+        )
+        if start_background:
+            runtime.start_background()
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await runtime.aclose()
+            if http is not None:
+                await http.aclose()
+
+    app = FastAPI(
+        title="wecom-bot",
+        summary="Community operations for WeCom groups",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.emulator = emulator
+    admin_token = settings.admin_token
+    if not admin_token and settings.sandbox:
+        admin_token = generate_admin_token()
+        log.warning("sandbox mode: generated ADMIN_TOKEN=%s", admin_token)
+    app.state.admin_token = admin_token
+    for module in (callback, archive, admin_groups, admin_outbox, admin_sandbox, health):
+        app.include_router(module.router)
+    if emulator_app is not None:
+        app.mount(SANDBOX_API_PATH, emulator_app)
+    return app

@@ -1,0 +1,356 @@
+"""`wecom-bot` command line. Heavy imports stay inside commands so `simulate` starts fast."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+app = typer.Typer(
+    help="wecom-bot: community operations (社群运营) for WeCom groups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+simulate_app = typer.Typer(help="Send signed, encrypted callbacks to a running server.")
+db_app = typer.Typer(help="Database schema.")
+sandbox_app = typer.Typer(help="The built-in WeCom emulator (sandbox mode).")
+templates_app = typer.Typer(help="SOP playbooks in sop_templates/.")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(templates_app, name="templates")
+
+DEMO_CHAT = "wrSandboxDemoGroup"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"wecom-bot: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    from bot.settings import ConfigError, load_settings
+
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs full URLs, and WeCom puts the access token in the query string;
+    # APScheduler logs every one-second tick; alembic narrates each start-up.
+    for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _server_url(settings: Settings, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (PORT)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the service (sandbox mode with the built-in WeCom emulator when unconfigured)."""
+    import uvicorn
+
+    settings = _settings(host=host, port=port)
+    configure_logging()
+    from bot.app import create_app
+    from bot.startup import preflight
+
+    problem = asyncio.run(preflight(settings))
+    if problem:
+        raise _fail(problem)
+    if settings.sandbox:
+        typer.echo(
+            "sandbox mode: no WECOM_CORP_ID set; outbound messages go to the built-in emulator "
+            "(see `wecom-bot sandbox sent`). Try: wecom-bot simulate join --member wmAlice "
+            "--name 小美",
+            err=True,
+        )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _post_callback(url: str, params: dict[str, str], body: str, content_type: str) -> str:
+    import httpx
+
+    try:
+        response = httpx.post(
+            url,
+            params=params,
+            content=body.encode("utf-8"),
+            headers={"Content-Type": content_type},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach {url}: {exc}") from None
+    if response.status_code != 200:
+        raise _fail(f"{url} answered {response.status_code}: {response.text[:300]}")
+    return response.text
+
+
+def _emulator_add(base: str, chat_id: str, members: list[dict[str, Any]]) -> None:
+    """In sandbox, tell the emulator who joined, so groupchat/get knows their names."""
+    import httpx
+
+    from bot.settings import SANDBOX_API_PATH
+
+    root = f"{base}{SANDBOX_API_PATH}/_emulator/groups/{chat_id}"
+    try:
+        if httpx.get(root, timeout=5).status_code == 404:
+            httpx.put(root, json={"name": "沙盒体验群", "owner": "sandbox-owner"}, timeout=5)
+        httpx.post(f"{root}/members", json={"members": members}, timeout=5)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the sandbox emulator at {root}: {exc}") from None
+
+
+@simulate_app.command("join")
+def simulate_join(
+    member: Annotated[list[str], typer.Option("--member", "-m", help="member id (repeat)")],
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="display name")] = None,
+    chat: Annotated[str, typer.Option(help="chat id")] = DEMO_CHAT,
+    invitor: Annotated[str | None, typer.Option(help="who invited them")] = None,
+    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+) -> None:
+    """Members join a group: one change_external_chat add_member callback."""
+    from bot.simulate import change_external_chat_xml, sign_xml
+    from bot.wecom.crypto import WeComCrypto
+
+    settings = _settings()
+    base = _server_url(settings, url)
+    names = list(name or [])
+    if settings.sandbox:
+        _emulator_add(
+            base,
+            chat,
+            [
+                {
+                    "userid": m,
+                    "name": names[i] if i < len(names) else m,
+                    **({"invitor": invitor} if invitor else {}),
+                }
+                for i, m in enumerate(member)
+            ],
+        )
+    crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
+    xml = change_external_chat_xml(
+        corp_id=settings.corp_id,
+        chat_id=chat,
+        update_detail="add_member",
+        members=member,
+        join_scene=0,
+    )
+    signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
+    answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
+    typer.echo(f"join {', '.join(member)} → {chat}: {answer}")
+
+
+@simulate_app.command("leave")
+def simulate_leave(
+    member: Annotated[list[str], typer.Option("--member", "-m", help="member id (repeat)")],
+    chat: Annotated[str, typer.Option(help="chat id")] = DEMO_CHAT,
+    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+) -> None:
+    """Members leave a group: one change_external_chat del_member callback."""
+    import httpx
+
+    from bot.settings import SANDBOX_API_PATH
+    from bot.simulate import change_external_chat_xml, sign_xml
+    from bot.wecom.crypto import WeComCrypto
+
+    settings = _settings()
+    base = _server_url(settings, url)
+    if settings.sandbox:
+        for m in member:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.delete(f"{base}{SANDBOX_API_PATH}/_emulator/groups/{chat}/members/{m}")
+    crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
+    xml = change_external_chat_xml(
+        corp_id=settings.corp_id,
+        chat_id=chat,
+        update_detail="del_member",
+        members=member,
+        quit_scene=0,
+    )
+    signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
+    answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
+    typer.echo(f"leave {', '.join(member)} ← {chat}: {answer}")
+
+
+@simulate_app.command("message")
+def simulate_message(
+    member: Annotated[str, typer.Option("--member", "-m", help="sender id")],
+    text: Annotated[str, typer.Option("--text", "-t", help="message text")],
+    chat: Annotated[str, typer.Option(help="chat id")] = DEMO_CHAT,
+    private: Annotated[bool, typer.Option(help="a 1:1 message to the app instead")] = False,
+    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+) -> None:
+    """A message: in a group as an @-mention of the 智能机器人, or privately to the app."""
+    import secrets
+
+    from bot.simulate import aibot_text_json, app_text_xml, sign_json, sign_xml
+    from bot.wecom.crypto import WeComCrypto
+
+    settings = _settings()
+    base = _server_url(settings, url)
+    if private:
+        crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
+        xml = app_text_xml(
+            corp_id=settings.corp_id,
+            sender=member,
+            content=text,
+            msg_id=secrets.randbits(62),
+            agent_id=settings.agent_id,
+        )
+        signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
+        answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
+    else:
+        crypto = WeComCrypto(settings.callback_token, settings.aes_key, "")
+        payload = aibot_text_json(
+            chat_id=chat, sender=member, content=f"@bot {text}", msg_id=secrets.token_hex(12)
+        )
+        signed = sign_json(crypto, payload)
+        answer = _post_callback(
+            f"{base}/wecom/aibot/callback", signed.params, signed.body, "application/json"
+        )
+    typer.echo(f"message from {member}: {answer or 'ok'}")
+
+
+def _parse_at(value: str, tz: Any) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"--at: {value!r} is not an ISO date-time (e.g. 2026-11-24T09:00)") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=tz)  # a wall-clock time means BOT_TIMEZONE
+    return at.astimezone(UTC)
+
+
+@app.command()
+def tick(
+    at: Annotated[str | None, typer.Option(help="run what is due as of this ISO time")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+) -> None:
+    """Run due scheduled work (welcome batches, touch steps) as of an instant, then send."""
+    settings = _settings()
+    when = _parse_at(at, settings.tz) if at else datetime.now(UTC)
+    from bot.startup import run_tick_command
+
+    try:
+        report = asyncio.run(run_tick_command(settings, when, _server_url(settings, None)))
+    except Exception as exc:  # one line, not a traceback
+        raise _fail(f"tick failed: {type(exc).__name__}: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(
+            f"tick at {report['at']}: welcomes {report['welcomes']}, steps {report['steps']}, "
+            f"queued {report['queued']}, sent {report['sent']}"
+        )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply Alembic migrations (serve does this on start too)."""
+    from storage.db import make_engine, upgrade
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            await upgrade(engine, revision)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        raise _fail(f"DATABASE_URL: migration failed: {type(exc).__name__}: {exc}") from None
+    typer.echo(f"database at {revision}")
+
+
+@sandbox_app.command("sent")
+def sandbox_sent(
+    since: Annotated[int, typer.Option(help="only records after this sequence number")] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+) -> None:
+    """What the running sandbox server's emulator has "sent"."""
+    import httpx
+
+    from bot.settings import SANDBOX_API_PATH
+
+    settings = _settings()
+    endpoint = f"{_server_url(settings, url)}{SANDBOX_API_PATH}/_emulator/sent"
+    try:
+        response = httpx.get(endpoint, params={"since": since}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach {endpoint}: {exc} (is `wecom-bot serve` running?)") from None
+    if response.status_code == 404:
+        raise _fail("the server is not in sandbox mode (WECOM_CORP_ID is set)")
+    records = response.json()
+    if as_json:
+        typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("#", "api", "target", "content")
+    for record in records:
+        body = record.get("body") or {}
+        content = (
+            (body.get("text") or {}).get("content")
+            or (body.get("markdown") or {}).get("content")
+            or json.dumps(body, ensure_ascii=False)
+        )
+        table.add_row(
+            str(record.get("seq")), record.get("api", ""), record.get("target", ""), str(content)
+        )
+    Console().print(table)
+    if not records:
+        typer.echo("nothing sent yet")
+
+
+@templates_app.command("check")
+def templates_check(
+    directory: Annotated[Path | None, typer.Argument(help="playbook directory")] = None,
+) -> None:
+    """Validate playbooks; exits non-zero with file:line:field for each problem."""
+    from handlers.playbooks.cli import check_command
+
+    target = directory or Path("./sop_templates")
+    code, output = check_command(target)
+    typer.echo(output, err=code != 0)
+    raise typer.Exit(code)
+
+
+@templates_app.command("schema")
+def templates_schema() -> None:
+    """Print the JSON Schema of a playbook file (for editor autocompletion)."""
+    from handlers.playbooks.cli import schema_command
+
+    sys.stdout.write(schema_command() + "\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,195 @@
+"""The outbox dispatcher: claim due rows, respect shared rate limits, send, mark.
+
+Crash safety: a row is claimed with a lease ("sending" until locked_until). A
+process killed before marking leaves the row to be re-claimed after the lease, so
+nothing queued is lost and a message is re-sent at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.metrics import Metrics
+from bot.wecom.client import WeComClient
+from bot.wecom.errors import WeComError
+from handlers.channels import rate_limit_for
+from storage import outbox
+from storage.models import OutboxItem
+
+log = logging.getLogger(__name__)
+
+RATE_LIMITED_PAUSE = timedelta(seconds=65)  # WeCom asks for at least a minute on 45009
+
+
+def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> timedelta:
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    return timedelta(seconds=delay * random.uniform(0.8, 1.0))
+
+
+async def send_row(client: WeComClient, item: OutboxItem) -> dict[str, Any]:
+    payload = dict(item.payload)
+    if item.channel == "webhook":
+        return await client.webhook_send(item.target, payload, retries=0)
+    if item.channel == "appchat":
+        return await client.appchat_send(payload, retries=0)
+    if item.channel == "private":
+        return await client.message_send(payload, retries=0)
+    if item.channel in ("customer_group", "private_customer"):
+        return await client.add_msg_template(payload, retries=0)
+    raise WeComError(-3, f"unknown outbox channel {item.channel!r}")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: WeComClient,
+        *,
+        metrics: Metrics,
+        max_attempts: int,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+        batch_size: int = 50,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.lease = lease
+        self.clock = clock
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._postgres: bool | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim and handle one batch; returns how many rows were handled."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            ids = await outbox.claim(session, now=now, lease=self.lease, limit=self.batch_size)
+        for item_id in ids:
+            await self._handle(item_id)
+        return len(ids)
+
+    async def drain(self, *, max_rounds: int = 100) -> int:
+        total = 0
+        for _ in range(max_rounds):
+            handled = await self.run_once()
+            total += handled
+            if not handled:
+                break
+        return total
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                handled = await self.run_once()
+                await self._refresh_gauges()
+            except Exception:  # keep the loop alive; the next round retries
+                log.exception("outbox dispatch round failed")
+                handled = 0
+            if handled:
+                continue
+            self._wake.clear()
+            timeout = await self._idle_wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _idle_wait(self) -> float:
+        async with self.sessions() as session:
+            due = await outbox.next_due_at(session)
+        if due is None:
+            return 5.0
+        return max(0.05, min(5.0, (due - self.clock()).total_seconds()))
+
+    async def _refresh_gauges(self) -> None:
+        async with self.sessions() as session:
+            depth, age = await outbox.depth_and_age(session, now=self.clock())
+        self.metrics.outbox_depth.set(depth)
+        self.metrics.outbox_oldest_age.set(age)
+
+    async def _reserve_rate(self, session: AsyncSession, rate_key: str) -> datetime | None:
+        """Record a send through the key, or say when the key frees up."""
+        now = self.clock()
+        if self._postgres is None:
+            self._postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+        if self._postgres:
+            # Replicas share one window per key: serialize the check-and-record.
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": rate_key}
+            )
+        paused = await outbox.paused_until(session, rate_key, now=now)
+        if paused is not None:
+            return paused
+        limit = rate_limit_for(rate_key)
+        if limit is not None:
+            count, oldest = await outbox.rate_window_state(
+                session, rate_key, now=now, window=timedelta(seconds=limit[1])
+            )
+            if count >= limit[0] and oldest is not None:
+                return oldest + timedelta(seconds=limit[1], milliseconds=50)
+        await outbox.record_rate_event(session, rate_key, now=now)
+        return None
+
+    async def _handle(self, item_id: int) -> None:
+        async with self.sessions() as session, session.begin():
+            item = await session.get(OutboxItem, item_id)
+            if item is None or item.status != "sending":
+                return
+            wait_until = await self._reserve_rate(session, item.rate_key)
+            if wait_until is not None:
+                await outbox.mark_retry(
+                    session,
+                    item_id,
+                    retry_at=wait_until,
+                    error=None,
+                    error_kind=None,
+                    count_attempt=False,
+                )
+                self.metrics.sends.labels(item.channel, "throttled").inc()
+                return
+        try:
+            result = await send_row(self.client, item)
+        except WeComError as exc:
+            await self._failed_attempt(item, exc)
+            return
+        async with self.sessions() as session, session.begin():
+            await outbox.mark_sent(session, item_id, now=self.clock(), result=result)
+        self.metrics.sends.labels(item.channel, "sent").inc()
+
+    async def _failed_attempt(self, item: OutboxItem, exc: WeComError) -> None:
+        now = self.clock()
+        error = f"{exc.errcode}: {exc.errmsg}"
+        attempts = item.attempts + 1
+        async with self.sessions() as session, session.begin():
+            if exc.kind == "permanent" or attempts >= self.max_attempts:
+                await outbox.mark_failed(session, item.id, error=error, error_kind=exc.kind)
+                self.metrics.sends.labels(item.channel, "failed").inc()
+                log.warning("outbox %s failed for good: %s", item.id, error)
+                return
+            retry_at = now + backoff(attempts)
+            if exc.kind == "rate_limited":
+                until = now + RATE_LIMITED_PAUSE
+                await outbox.pause(session, item.rate_key, until=until, reason=error)
+                retry_at = max(retry_at, until)
+            await outbox.mark_retry(
+                session,
+                item.id,
+                retry_at=retry_at,
+                error=error,
+                error_kind=exc.kind,
+                count_attempt=True,
+            )
+        self.metrics.sends.labels(item.channel, exc.kind).inc()
+        log.info("outbox %s: %s; retry at %s", item.id, error, retry_at.isoformat())

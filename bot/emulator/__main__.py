@@ -1,0 +1,51 @@
+"""`python -m bot.emulator --port 9999`: the fake WeCom server on its own, for manual checks.
+
+Point the bot at it with WECOM_API_BASE=http://127.0.0.1:9999 and the corp id
+and secret printed at start; read what was "sent" at /_emulator/sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import uvicorn
+
+from bot.emulator.app import CONTROL_PREFIX, create_emulator_app
+from bot.emulator.server import require_loopback
+from bot.emulator.state import EmulatorState
+from bot.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.emulator", description="Run the fake WeCom server API."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9999)
+    parser.add_argument("--corp-id", default=SANDBOX_CORP_ID)
+    parser.add_argument("--corp-secret", default=SANDBOX_CORP_SECRET)
+    parser.add_argument("--agent-id", type=int, default=SANDBOX_AGENT_ID)
+    parser.add_argument(
+        "--webhook-limit", type=int, default=20, help="webhook messages per minute per key"
+    )
+    args = parser.parse_args(argv)
+    try:
+        require_loopback(args.host)
+    except ValueError as exc:
+        parser.error(str(exc))
+    state = EmulatorState(
+        corp_id=args.corp_id,
+        corp_secret=args.corp_secret,
+        agent_id=args.agent_id,
+        webhook_rate_limit=args.webhook_limit,
+    )
+    base = f"http://{args.host}:{args.port}"
+    print(f"WeCom emulator: WECOM_API_BASE={base}")
+    print(f"  corp_id={state.corp_id} corp_secret={state.corp_secret} agent_id={state.agent_id}")
+    print(f"  sent log: {base}{CONTROL_PREFIX}/sent   API docs: {base}/docs")
+    uvicorn.run(create_emulator_app(state), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The WeCom server APIs the bot uses, as plain functions over EmulatorState.
+
+Each takes (state, query, body), returns the fields to add to
+{"errcode": 0, "errmsg": "ok"}, and raises ApiError with WeCom's errcode
+otherwise. Fault injection, access-token checks and JSON parsing happen in
+app.py, around these.
+
+errcodes chosen where WeCom's exact answer is not documented (all are in
+WeCom's global error-code list; the client treats every one as permanent):
+- groupchat/get with an unknown chat_id: 40050 "chatid不存在".
+- a missing or malformed required field: 40058 "不合法的参数" (also what WeCom
+  answers for over-long content).
+- appchat/send without chatid: 86001 "参数 chatid 不合法".
+- unknown welcome template_id, or a full template library (100): 40058.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bot.emulator.errors import ApiError
+from bot.emulator.messages import (
+    APP_MESSAGE_RULES,
+    APPCHAT_RULES,
+    WEBHOOK_RULES,
+    check_content,
+    validate_message,
+)
+from bot.emulator.state import EmulatorState, JSONDict
+
+Handler = Callable[[EmulatorState, Mapping[str, str], JSONDict], JSONDict]
+
+MAX_CHAT_IDS = 2000  # add_msg_template chat_id_list
+MAX_ATTACHMENTS = 9  # add_msg_template attachments
+MSG_TEMPLATE_TEXT_LIMIT = 4000
+WELCOME_FIELDS = ("text", "image", "link", "miniprogram", "file", "video")
+MAX_WELCOME_TEMPLATES = 100
+# The add doc says 3000 bytes, the edit doc 4000 (notes §10.1); mirror both.
+WELCOME_TEXT_LIMIT_ADD = 3000
+WELCOME_TEXT_LIMIT_EDIT = 4000
+
+
+def gettoken(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    corpid = query.get("corpid")
+    secret = query.get("corpsecret")
+    if not corpid:
+        raise ApiError(41002)
+    if corpid != state.corp_id:
+        raise ApiError(40013)
+    if not secret:
+        raise ApiError(41004)
+    if secret != state.corp_secret:
+        raise ApiError(40001)
+    return {"access_token": state.issue_token(), "expires_in": state.token_ttl}
+
+
+def webhook_send(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    key = query.get("key", "")
+    if not key or key in state.invalid_webhook_keys:
+        raise ApiError(93000)
+    validate_message(body, WEBHOOK_RULES)
+    if not state.webhook_allow(key):
+        raise ApiError(45009)
+    state.record("webhook/send", key, body)
+    return {}
+
+
+def appchat_send(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    chatid = body.get("chatid")
+    if not isinstance(chatid, str) or not chatid:
+        raise ApiError(86001)
+    validate_message(body, APPCHAT_RULES)
+    state.record("appchat/send", chatid, body)
+    return {}
+
+
+def message_send(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    agentid = body.get("agentid")
+    if agentid is None or agentid == "":
+        raise ApiError(41011)
+    if str(agentid) != str(state.agent_id):
+        raise ApiError(40056)
+    target = next((str(body[k]) for k in ("touser", "toparty", "totag") if body.get(k)), "")
+    if not target:
+        raise ApiError(81013)
+    validate_message(body, APP_MESSAGE_RULES)
+    state.record("message/send", target, body)
+    return {
+        "invaliduser": "",
+        "invalidparty": "",
+        "invalidtag": "",
+        "unlicenseduser": "",
+        "msgid": _new_id(),
+    }
+
+
+def groupchat_get(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    chat_id = body.get("chat_id")
+    if not isinstance(chat_id, str) or not chat_id:
+        raise ApiError(40058, "chat_id missing")
+    group = state.get_group(chat_id)
+    if group is None:
+        raise ApiError(40050)
+    # need_name defaults to 0 in WeCom: names are only returned when asked for.
+    if str(body.get("need_name", 0)).lower() not in ("1", "true"):
+        for member in group["member_list"]:
+            member.pop("name", None)
+    return {"group_chat": group}
+
+
+def add_msg_template(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    chat_type = body.get("chat_type", "single")
+    if chat_type not in ("single", "group"):
+        raise ApiError(40058, "invalid chat_type")
+    sender = body.get("sender") or ""
+    if chat_type == "group" and not sender:
+        raise ApiError(40058, "sender required when chat_type is group")
+    chat_ids = body.get("chat_id_list") or []
+    if not isinstance(chat_ids, list) or len(chat_ids) > MAX_CHAT_IDS:
+        raise ApiError(40058, "invalid chat_id_list")
+    attachments = body.get("attachments") or []
+    if not isinstance(attachments, list) or len(attachments) > MAX_ATTACHMENTS:
+        raise ApiError(40058, "invalid attachments")
+    text = body.get("text")
+    if not text and not attachments:
+        raise ApiError(44004)
+    if text:
+        if not isinstance(text, Mapping):
+            raise ApiError(40058, "invalid text")
+        check_content(text, "text.content", MSG_TEMPLATE_TEXT_LIMIT)
+    # WeCom lists what it could not reach; for groups, a chat the emulator doesn't know.
+    fail_list = [c for c in chat_ids if c not in state.groups] if chat_type == "group" else []
+    target = ",".join(map(str, chat_ids)) if chat_type == "group" and chat_ids else str(sender)
+    state.record("add_msg_template", target, body)
+    return {"fail_list": fail_list, "msgid": _new_id()}
+
+
+def welcome_template_add(
+    state: EmulatorState, query: Mapping[str, str], body: JSONDict
+) -> JSONDict:
+    content = _welcome_content(body, WELCOME_TEXT_LIMIT_ADD)
+    if len(state.welcome_templates) >= MAX_WELCOME_TEMPLATES:
+        raise ApiError(40058, f"welcome template library is full ({MAX_WELCOME_TEMPLATES})")
+    template_id = _new_id()
+    state.welcome_templates[template_id] = content
+    state.record("group_welcome_template/add", template_id, body)
+    return {"template_id": template_id}
+
+
+def welcome_template_edit(
+    state: EmulatorState, query: Mapping[str, str], body: JSONDict
+) -> JSONDict:
+    template_id = _known_template(state, body)
+    state.welcome_templates[template_id] = _welcome_content(body, WELCOME_TEXT_LIMIT_EDIT)
+    state.record("group_welcome_template/edit", template_id, body)
+    return {}
+
+
+def welcome_template_get(
+    state: EmulatorState, query: Mapping[str, str], body: JSONDict
+) -> JSONDict:
+    return dict(state.welcome_templates[_known_template(state, body)])
+
+
+def welcome_template_del(
+    state: EmulatorState, query: Mapping[str, str], body: JSONDict
+) -> JSONDict:
+    template_id = _known_template(state, body)
+    del state.welcome_templates[template_id]
+    state.record("group_welcome_template/del", template_id, body)
+    return {}
+
+
+def _known_template(state: EmulatorState, body: JSONDict) -> str:
+    template_id = body.get("template_id")
+    if not isinstance(template_id, str) or template_id not in state.welcome_templates:
+        raise ApiError(40058, "invalid template_id")
+    return template_id
+
+
+def _welcome_content(body: JSONDict, text_limit: int) -> JSONDict:
+    content: dict[str, Any] = {k: body[k] for k in WELCOME_FIELDS if body.get(k)}
+    if not content:
+        raise ApiError(40058, "text, image, link, miniprogram, file and video are all empty")
+    text = content.get("text")
+    if text is not None:
+        if not isinstance(text, Mapping):
+            raise ApiError(40058, "invalid text")
+        check_content(text, "text.content", text_limit)
+    return content
+
+
+def _new_id() -> str:
+    return "msg" + secrets.token_urlsafe(18)

@@ -1,0 +1,124 @@
+"""The /_emulator/ control API: read the sent log, inject faults, shape groups, age tokens.
+
+No authentication: the emulator is only ever bound to loopback (server.py and
+__main__ refuse anything else) or mounted inside the sandbox process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.emulator.state import EmulatorState, Fault, JSONDict
+
+
+class FaultIn(BaseModel):
+    api: str = Field(description='e.g. "webhook/send", "gettoken", or "*" for any API')
+    errcode: int = 0
+    http_status: int = Field(200, ge=100, le=599)
+    delay: float = Field(0.0, ge=0.0)
+    times: int = Field(1, ge=1)
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    userid: str = Field(min_length=1)
+    name: str | None = None
+    type: int | None = Field(None, description="1 member, 2 external; default from userid")
+    invitor: str | None = None
+    join_scene: int = Field(1, description="1 invited, 2 invite link, 3 QR code")
+    join_time: int | None = None
+    group_nickname: str = ""
+    unionid: str | None = None
+
+
+class GroupIn(BaseModel):
+    name: str
+    owner: str = "owner"
+    members: list[MemberIn] | None = None
+
+
+class MembersIn(BaseModel):
+    members: list[MemberIn]
+
+
+def _members(members: list[MemberIn]) -> list[JSONDict]:
+    return [m.model_dump(exclude_none=True) for m in members]
+
+
+def control_router(state: EmulatorState) -> APIRouter:
+    router = APIRouter(tags=["emulator control"])
+
+    def group_or_404(chat_id: str) -> JSONDict:
+        group = state.get_group(chat_id)
+        if group is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown group {chat_id}")
+        return group
+
+    @router.get("/sent")
+    async def get_sent(since: int = 0) -> list[dict[str, Any]]:
+        return [record.to_dict() for record in state.sent_since(since)]
+
+    @router.delete("/sent")
+    async def delete_sent() -> dict[str, int]:
+        return {"cleared": state.clear_sent()}
+
+    @router.get("/faults")
+    async def get_faults() -> list[dict[str, Any]]:
+        return [asdict(fault) for fault in list(state.faults)]
+
+    @router.post("/faults", status_code=status.HTTP_201_CREATED)
+    async def post_fault(fault: FaultIn) -> dict[str, Any]:
+        state.add_fault(Fault(**fault.model_dump()))
+        return fault.model_dump()
+
+    @router.delete("/faults")
+    async def delete_faults() -> dict[str, int]:
+        return {"cleared": state.clear_faults()}
+
+    @router.put("/groups/{chat_id}")
+    async def put_group(chat_id: str, group: GroupIn) -> JSONDict:
+        members = _members(group.members) if group.members is not None else None
+        return state.upsert_group(chat_id, name=group.name, owner=group.owner, members=members)
+
+    @router.get("/groups/{chat_id}")
+    async def get_group(chat_id: str) -> JSONDict:
+        return group_or_404(chat_id)
+
+    @router.post("/groups/{chat_id}/members")
+    async def post_members(chat_id: str, body: MembersIn) -> JSONDict:
+        group_or_404(chat_id)
+        state.add_members(chat_id, _members(body.members))
+        return group_or_404(chat_id)
+
+    @router.delete("/groups/{chat_id}/members/{userid}")
+    async def delete_member(chat_id: str, userid: str) -> JSONDict:
+        group_or_404(chat_id)
+        try:
+            state.remove_member(chat_id, userid)
+        except KeyError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{userid} is not in {chat_id}") from exc
+        return group_or_404(chat_id)
+
+    @router.post("/tokens/expire")
+    async def expire_tokens() -> dict[str, int]:
+        return {"expired": state.expire_tokens()}
+
+    @router.post("/tokens/revoke")
+    async def revoke_tokens() -> dict[str, int]:
+        return {"revoked": state.revoke_tokens()}
+
+    @router.post("/reset")
+    async def reset() -> dict[str, bool]:
+        state.reset()
+        return {"reset": True}
+
+    @router.get("/calls")
+    async def get_calls() -> dict[str, int]:
+        return dict(state.calls)
+
+    return router

@@ -1,0 +1,297 @@
+"""In-memory state of the fake WeCom server: tokens, groups, the sent log and injected faults.
+
+The emulator app runs on one event loop, but tests and the control endpoints
+may touch the state from another thread (start_emulator_in_thread), so
+mutations go through one lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bot.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+
+JSONDict = dict[str, Any]
+
+# errcodes check_token() answers.
+TOKEN_OK = 0
+TOKEN_MISSING = 41001
+TOKEN_UNKNOWN = 40014
+TOKEN_EXPIRED = 42001
+
+# external_userid prefixes: wm… for WeChat customers, wo… for older ids (notes §5.3).
+EXTERNAL_PREFIXES = ("wm", "wo")
+
+
+@dataclass
+class SentRecord:
+    seq: int
+    at: float
+    api: str
+    target: str
+    body: JSONDict
+
+    def to_dict(self) -> JSONDict:
+        return asdict(self)
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` requests to `api` ("webhook/send", "gettoken", or "*") badly.
+
+    After `delay` seconds the request is answered with `http_status` if it is not 200,
+    else with `errcode` if it is not 0, else handled normally (a pure delay).
+    """
+
+    api: str
+    errcode: int = 0
+    http_status: int = 200
+    delay: float = 0.0
+    times: int = 1
+
+
+class EmulatorState:
+    def __init__(
+        self,
+        *,
+        corp_id: str = SANDBOX_CORP_ID,
+        corp_secret: str = SANDBOX_CORP_SECRET,
+        agent_id: int = SANDBOX_AGENT_ID,
+        token_ttl: int = 7200,
+        webhook_rate_limit: int = 20,
+        webhook_rate_window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.corp_id = corp_id
+        self.corp_secret = corp_secret
+        self.agent_id = agent_id
+        self.token_ttl = token_ttl
+        # Real robots allow 20 messages per minute (notes §3, §10.2); tests lower it.
+        self.webhook_rate_limit = webhook_rate_limit
+        self.webhook_rate_window = webhook_rate_window
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.groups: dict[str, JSONDict] = {}
+        self.sent: list[SentRecord] = []
+        self.faults: list[Fault] = []
+        self.invalid_webhook_keys: set[str] = set()
+        self.welcome_templates: dict[str, JSONDict] = {}
+        # api -> requests received, failed ones included: lets tests count gettoken calls.
+        self.calls: Counter[str] = Counter()
+        self._tokens: dict[str, float] = {}
+        self._webhook_hits: dict[str, deque[float]] = {}
+        self._seq = 0
+        self._lock = threading.RLock()
+
+    def reset(self) -> None:
+        """Forget all data (tokens, groups, sent log, faults, counters); keep the configuration."""
+        with self._lock:
+            self.groups.clear()
+            self.sent.clear()
+            self.faults.clear()
+            self.invalid_webhook_keys.clear()
+            self.welcome_templates.clear()
+            self.calls.clear()
+            self._tokens.clear()
+            self._webhook_hits.clear()
+            self._seq = 0
+
+    # -- access tokens ----------------------------------------------------------------
+
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(64)
+        with self._lock:
+            self._tokens[token] = self.clock() + self.token_ttl
+        return token
+
+    def check_token(self, token: str | None) -> int:
+        if not token:
+            return TOKEN_MISSING
+        with self._lock:
+            expires_at = self._tokens.get(token)
+        if expires_at is None:
+            return TOKEN_UNKNOWN
+        if self.clock() >= expires_at:
+            return TOKEN_EXPIRED
+        return TOKEN_OK
+
+    def expire_tokens(self) -> int:
+        """Every issued token now answers 42001, as WeCom does when it ends one early."""
+        with self._lock:
+            for token in self._tokens:
+                self._tokens[token] = float("-inf")
+            return len(self._tokens)
+
+    def revoke_tokens(self) -> int:
+        """Forget every issued token: they now answer 40014 (invalid access_token)."""
+        with self._lock:
+            count = len(self._tokens)
+            self._tokens.clear()
+            return count
+
+    # -- webhook rate limit -------------------------------------------------------------
+
+    def webhook_allow(self, key: str) -> bool:
+        """Sliding window per key; only accepted messages use up the window."""
+        now = self.clock()
+        with self._lock:
+            hits = self._webhook_hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.webhook_rate_window:
+                hits.popleft()
+            if len(hits) >= self.webhook_rate_limit:
+                return False
+            hits.append(now)
+            return True
+
+    # -- groups (externalcontact/groupchat/get shape) -------------------------------------
+
+    def upsert_group(
+        self,
+        chat_id: str,
+        *,
+        name: str,
+        owner: str = "owner",
+        members: list[JSONDict] | None = None,
+    ) -> JSONDict:
+        """Create or rename a group; `members`, when given, replaces the member list."""
+        now = int(self.wall_clock())
+        with self._lock:
+            group = self.groups.get(chat_id)
+            if group is None:
+                group = {
+                    "chat_id": chat_id,
+                    "name": name,
+                    "owner": owner,
+                    "create_time": now,
+                    "notice": "",
+                    "member_list": [],
+                    "admin_list": [],
+                    "member_version": _member_version([]),
+                }
+                self.groups[chat_id] = group
+            group["name"] = name
+            group["owner"] = owner
+            if members is not None:
+                group["member_list"] = []
+                self._add_members(group, members, now)
+            return copy.deepcopy(group)
+
+    def add_members(self, chat_id: str, members: list[JSONDict]) -> None:
+        """Members already in the group are left as they are (their join_time stays)."""
+        with self._lock:
+            self._add_members(self.groups[chat_id], members, int(self.wall_clock()))
+
+    def remove_member(self, chat_id: str, userid: str) -> None:
+        with self._lock:
+            group = self.groups[chat_id]
+            remaining = [m for m in group["member_list"] if m["userid"] != userid]
+            if len(remaining) == len(group["member_list"]):
+                raise KeyError(userid)
+            group["member_list"] = remaining
+            group["member_version"] = _member_version(remaining)
+
+    def get_group(self, chat_id: str) -> JSONDict | None:
+        with self._lock:
+            group = self.groups.get(chat_id)
+            return copy.deepcopy(group) if group is not None else None
+
+    def _add_members(self, group: JSONDict, members: list[JSONDict], now: int) -> None:
+        present = {m["userid"] for m in group["member_list"]}
+        for raw in members:
+            member = _normalise_member(raw, now)
+            if member["userid"] not in present:
+                group["member_list"].append(member)
+                present.add(member["userid"])
+        group["member_version"] = _member_version(group["member_list"])
+
+    # -- sent log ---------------------------------------------------------------------------
+
+    def record(self, api: str, target: str, body: JSONDict) -> SentRecord:
+        with self._lock:
+            self._seq += 1
+            rec = SentRecord(
+                seq=self._seq,
+                at=self.wall_clock(),
+                api=api,
+                target=target,
+                body=copy.deepcopy(body),
+            )
+            self.sent.append(rec)
+            return rec
+
+    def sent_since(self, seq: int = 0) -> list[SentRecord]:
+        with self._lock:
+            return [r for r in self.sent if r.seq > seq]
+
+    def clear_sent(self) -> int:
+        """Sequence numbers keep counting, so a reader's `since` cursor stays valid."""
+        with self._lock:
+            count = len(self.sent)
+            self.sent.clear()
+            return count
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> None:
+        if fault.times < 1:
+            raise ValueError("Fault.times must be >= 1")
+        with self._lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> int:
+        with self._lock:
+            count = len(self.faults)
+            self.faults.clear()
+            return count
+
+    def take_fault(self, api: str) -> Fault | None:
+        """The first fault for `api` (or "*"), used up one time; None when there is none."""
+        with self._lock:
+            for index, fault in enumerate(self.faults):
+                if fault.api in (api, "*"):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        del self.faults[index]
+                    return copy.copy(fault)
+            return None
+
+    def count_call(self, api: str) -> None:
+        with self._lock:
+            self.calls[api] += 1
+
+
+def _normalise_member(raw: Mapping[str, Any], now: int) -> JSONDict:
+    userid = str(raw["userid"])
+    member_type = raw.get("type") or (2 if userid.startswith(EXTERNAL_PREFIXES) else 1)
+    member: JSONDict = {
+        "userid": userid,
+        "type": int(member_type),
+        "join_time": int(raw.get("join_time") or now),
+        "join_scene": int(raw.get("join_scene") or 1),
+        "group_nickname": str(raw.get("group_nickname") or ""),
+        "name": str(raw.get("name") or userid),
+    }
+    invitor = raw.get("invitor")
+    if isinstance(invitor, str) and invitor:
+        member["invitor"] = {"userid": invitor}
+    elif isinstance(invitor, Mapping) and invitor.get("userid"):
+        member["invitor"] = {"userid": str(invitor["userid"])}
+    if raw.get("unionid"):
+        member["unionid"] = str(raw["unionid"])
+    return member
+
+
+def _member_version(members: list[JSONDict]) -> str:
+    # Same 32-hex shape as WeCom's; a function of the member set, so leaving and
+    # rejoining restores the earlier version (enough for "did it change?" checks).
+    ids = sorted(m["userid"] for m in members)
+    return hashlib.md5("\n".join(ids).encode(), usedforsecurity=False).hexdigest()

@@ -1,0 +1,42 @@
+"""Prometheus metrics, on a registry owned by the app (so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.callbacks = Counter(
+            "wecom_callbacks_total",
+            "Callbacks by path and result",
+            ["path", "result"],
+            registry=self.registry,
+        )
+        self.sends = Counter(
+            "wecom_sends_total",
+            "Outbox send attempts by channel and result",
+            ["channel", "result"],
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "wecom_outbox_depth", "Unsent outbox rows", registry=self.registry
+        )
+        self.outbox_oldest_age = Gauge(
+            "wecom_outbox_oldest_age_seconds",
+            "Age of the oldest unsent outbox row",
+            registry=self.registry,
+        )
+        self.job_runs = Counter(
+            "wecom_job_runs_total",
+            "Scheduler job runs by job and result",
+            ["job", "result"],
+            registry=self.registry,
+        )
+        self.inbox_processed = Counter(
+            "wecom_inbox_processed_total",
+            "Inbox rows processed by result",
+            ["result"],
+            registry=self.registry,
+        )

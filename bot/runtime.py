@@ -1,0 +1,184 @@
+"""Everything the service runs on, built from one Settings object.
+
+`serve` builds it inside the FastAPI lifespan; `tick` and the tests build it on
+their own. Nothing here is a module-level global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.directory import GroupDirectory, GroupSnapshot
+from bot.dispatch import Dispatcher
+from bot.inbox_worker import InboxProcessor
+from bot.metrics import Metrics
+from bot.settings import Settings
+from bot.wecom.client import WeComClient
+from bot.wiring import build_registry
+from handlers.playbooks import PlaybookSet, PlaybookStore
+from scheduler.tick import TickReport, run_tick
+from storage import db, inbox, outbox
+
+log = logging.getLogger(__name__)
+
+SANDBOX_WEBHOOK_KEY = "sandbox-robot"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    client: WeComClient
+    playbooks: PlaybookStore
+    dispatcher: Dispatcher
+    inbox: InboxProcessor
+    metrics: Metrics
+    clock: Callable[[], datetime] = utc_now
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def playbook_set(self) -> PlaybookSet:
+        current = self.playbooks.current
+        assert current is not None
+        return current
+
+    async def tick(self, at: datetime | None = None) -> TickReport:
+        now = self.clock()
+        report = await run_tick(
+            self.sessions, self.playbook_set, at=at or now, now=now, tz=self.settings.tz
+        )
+        if report.queued:
+            self.dispatcher.wake()
+        return report
+
+    async def housekeeping(self) -> None:
+        async with self.sessions() as session, session.begin():
+            await outbox.prune_rate_events(session, before=self.clock() - timedelta(days=2))
+
+    async def recover(self) -> None:
+        """After a crash: SQLite means one process, so its old claims are ours to release;
+        on PostgreSQL other replicas may hold claims, which expire with their lease."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            if self.engine.dialect.name == "sqlite":
+                released = await outbox.release_leases(session)
+                released += await inbox.release_leases(session)
+                if released:
+                    log.info("released %d claim(s) left by a previous run", released)
+            woken = await outbox.wake_network_failures(session, now=now)
+        if woken:
+            log.info("retrying %d message(s) that failed on transport before the restart", woken)
+
+    async def ping_db(self) -> None:
+        async with self.sessions() as session:
+            await session.execute(text("SELECT 1"))
+
+    def start_background(self) -> None:
+        loop_tasks = [
+            self.inbox.run_forever(self.stop_event),
+            self.dispatcher.run_forever(self.stop_event),
+            self.playbooks.watch(self.stop_event),
+        ]
+        self.tasks = [asyncio.create_task(coro) for coro in loop_tasks]
+
+    async def aclose(self) -> None:
+        self.stop_event.set()
+        self.inbox.wake()
+        self.dispatcher.wake()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.client.aclose()
+        await self.engine.dispose()
+
+
+def default_channel_for(
+    settings: Settings,
+) -> Callable[[GroupSnapshot], tuple[str, dict[str, Any]]]:
+    """A group first seen in a change_external_chat callback is a customer group.
+
+    In sandbox mode it gets the emulator's robot instead, so a newcomer trying the
+    service sees the welcome happen for any chat id they invent.
+    """
+
+    def choose(snapshot: GroupSnapshot) -> tuple[str, dict[str, Any]]:
+        if settings.sandbox:
+            return "webhook", {"key": SANDBOX_WEBHOOK_KEY}
+        if snapshot.owner:
+            return "customer_group", {"sender": snapshot.owner}
+        return "none", {}
+
+    return choose
+
+
+async def build_runtime(
+    settings: Settings,
+    *,
+    api_base: str,
+    http: httpx.AsyncClient | None = None,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utc_now,
+) -> Runtime:
+    engine = db.make_engine(settings.database_url)
+    if migrate:
+        await db.upgrade(engine)
+    sessions = db.make_sessionmaker(engine)
+    store = PlaybookStore(settings.sop_templates_dir)  # raises PlaybookLoadError if broken
+    metrics = Metrics()
+    client = WeComClient(
+        api_base=api_base,
+        corp_id=settings.corp_id,
+        corp_secret=settings.corp_secret,
+        agent_id=settings.agent_id,
+        http=http,
+    )
+    dispatcher = Dispatcher(
+        sessions,
+        client,
+        metrics=metrics,
+        max_attempts=settings.outbox_max_attempts,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        clock=clock,
+    )
+    processor = InboxProcessor(
+        sessions,
+        build_registry(),
+        GroupDirectory(client),
+        playbooks=lambda: store.current,
+        tz=settings.tz,
+        metrics=metrics,
+        clock=clock,
+        default_channel=default_channel_for(settings),
+        on_processed=dispatcher.wake,
+        max_attempts=settings.inbox_max_attempts,
+        lease=timedelta(seconds=settings.inbox_lease_seconds),
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        client=client,
+        playbooks=store,
+        dispatcher=dispatcher,
+        inbox=processor,
+        metrics=metrics,
+        clock=clock,
+    )

@@ -1,0 +1,192 @@
+"""One settings object for the whole service (SPEC §3).
+
+Built once by the CLI and passed in; nothing imports a global instance.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Sandbox credentials are public on purpose: sandbox mode only ever talks to the
+# built-in emulator, and `wecom-bot simulate` must be able to sign callbacks
+# without any configuration. They are Tencent's published sample values.
+SANDBOX_CORP_ID = "ww1436e0e65a779aee"
+SANDBOX_CORP_SECRET = "sandbox-secret"
+SANDBOX_TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
+SANDBOX_AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
+SANDBOX_AGENT_ID = 1000002
+SANDBOX_API_PATH = "/sandbox/wecom"
+
+KNOWN_DB_SCHEMES = (
+    "sqlite+aiosqlite",
+    "postgresql+asyncpg",
+)
+
+
+class ConfigError(Exception):
+    """A misconfiguration, phrased as one line that names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    wecom_corp_id: str | None = None
+    wecom_corp_secret: str | None = None
+    wecom_agent_id: int | None = None
+    wecom_token: str | None = None
+    wecom_encoding_aes_key: str | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    database_url: str = "sqlite+aiosqlite:///./wecom-bot.db"
+    sop_templates_dir: Path = Path("./sop_templates")
+    admin_token: str | None = None
+    bot_timezone: str = "Asia/Shanghai"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    redis_url: str | None = None
+
+    # Operational knobs with sensible defaults; not part of the public contract.
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0)
+    outbox_max_attempts: int = Field(default=12, ge=1)
+    outbox_lease_seconds: float = Field(default=30.0, gt=0)  # > client timeout
+    inbox_lease_seconds: float = Field(default=45.0, gt=0)  # > groupchat/get with retries
+    inbox_max_attempts: int = Field(default=8, ge=1)
+
+    @field_validator("wecom_encoding_aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) != 43:
+            raise ValueError(f"must be exactly 43 characters, got {len(value)}")
+        try:
+            key = base64.b64decode(value + "=", validate=True)
+        except binascii.Error as exc:
+            raise ValueError("is not valid base64") from exc
+        if len(key) != 32:
+            raise ValueError("does not decode to a 32-byte AES key")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        # Accept the short forms people paste and map them to the async drivers.
+        if value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        elif value.startswith(("postgresql://", "postgres://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in KNOWN_DB_SCHEMES:
+            raise ValueError(
+                f"unknown database scheme {scheme or value!r}; use sqlite+aiosqlite:/// or "
+                "postgresql+asyncpg://"
+            )
+        return value
+
+    @field_validator("bot_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("wecom_api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete_credentials(self) -> Settings:
+        if self.sandbox:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("WECOM_CORP_SECRET", self.wecom_corp_secret),
+                ("WECOM_TOKEN", self.wecom_token),
+                ("WECOM_ENCODING_AES_KEY", self.wecom_encoding_aes_key),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"WECOM_CORP_ID is set, so {', '.join(missing)} must be set too "
+                "(unset WECOM_CORP_ID for sandbox mode)"
+            )
+        return self
+
+    @property
+    def sandbox(self) -> bool:
+        return not self.wecom_corp_id
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.bot_timezone)
+
+    @property
+    def corp_id(self) -> str:
+        return self.wecom_corp_id or SANDBOX_CORP_ID
+
+    @property
+    def corp_secret(self) -> str:
+        return self.wecom_corp_secret or SANDBOX_CORP_SECRET
+
+    @property
+    def callback_token(self) -> str:
+        return self.wecom_token or SANDBOX_TOKEN
+
+    @property
+    def aes_key(self) -> str:
+        return self.wecom_encoding_aes_key or SANDBOX_AES_KEY
+
+    @property
+    def agent_id(self) -> int:
+        return self.wecom_agent_id if self.wecom_agent_id is not None else SANDBOX_AGENT_ID
+
+    def api_base_for(self, own_base_url: str) -> str:
+        """Where the outbound client goes: the emulator mounted on our own app in sandbox."""
+        if self.sandbox:
+            return own_base_url.rstrip("/") + SANDBOX_API_PATH
+        return self.wecom_api_base
+
+
+_ENV_NAMES = {name: name.upper() for name in Settings.model_fields}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """First error as one human line naming the environment variable."""
+    err = exc.errors()[0]
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if field in _ENV_NAMES:
+        return f"{_ENV_NAMES[field]}: {message}"
+    return message
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and .env); raise ConfigError with one clear line."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    templates = settings.sop_templates_dir
+    if not templates.is_dir():
+        raise ConfigError(f"SOP_TEMPLATES_DIR: {templates} is not a readable directory")
+    return settings
+
+
+def generate_admin_token() -> str:
+    return secrets.token_urlsafe(24)

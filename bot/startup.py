@@ -1,0 +1,47 @@
+"""Start-up checks and the `tick` command's runtime, kept out of the CLI module."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.runtime import build_runtime
+from bot.settings import SANDBOX_API_PATH, Settings
+from handlers.playbooks import PlaybookLoadError, load_playbooks
+from storage.db import make_engine, upgrade
+
+
+async def preflight(settings: Settings) -> str | None:
+    """One line naming what is wrong, or None: migrations applied, playbooks valid."""
+    engine = make_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+    except Exception as exc:
+        return f"DATABASE_URL: cannot open or migrate the database: {type(exc).__name__}: {exc}"
+    finally:
+        await engine.dispose()
+    try:
+        load_playbooks(settings.sop_templates_dir)
+    except PlaybookLoadError as exc:
+        first = exc.issues[0] if exc.issues else "unknown problem"
+        more = f" (and {len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
+        return f"SOP_TEMPLATES_DIR: {first}{more}"
+    return None
+
+
+async def run_tick_command(settings: Settings, at: datetime, server_url: str) -> dict[str, Any]:
+    # In sandbox the emulator lives inside the running server, so sends go there.
+    api_base = server_url + SANDBOX_API_PATH if settings.sandbox else settings.wecom_api_base
+    runtime = await build_runtime(settings, api_base=api_base)
+    try:
+        report = await runtime.tick(at)
+        sent = await runtime.dispatcher.drain(max_rounds=5)
+    finally:
+        await runtime.aclose()
+    return {
+        "at": at.isoformat(),
+        "welcomes": report.welcomes,
+        "steps": report.steps,
+        "queued": report.queued,
+        "sent": sent,
+    }

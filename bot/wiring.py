@@ -1,0 +1,24 @@
+"""Which handler runs for which event, in one readable place."""
+
+from __future__ import annotations
+
+from handlers import membership, touch, welcome
+from handlers.registry import Registry
+
+# Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
+# (may stop the rest), 20 welcome, 30 touch sequence, 40 lookup/points.
+BOOKKEEPING, RULES, WELCOME, TOUCH, CONTENT = 0, 10, 20, 30, 40
+
+
+def build_registry() -> Registry:
+    registry = Registry()
+    registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
+    registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
+    registry.add("message", membership.record_message, group=BOOKKEEPING)
+    for kind in ("group_created", "group_dismissed", "group_updated"):
+        registry.add(kind, membership.record_group_change, group=BOOKKEEPING)
+    registry.add("member_joined", welcome.on_member_joined, group=WELCOME, name="welcome")
+    registry.add("member_joined", touch.on_member_joined, group=TOUCH, name="touch_enroll")
+    registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
+    registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
+    return registry

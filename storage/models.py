@@ -1,0 +1,213 @@
+"""The schema. Alembic (storage/migrations) owns it; these classes mirror it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.types import UTCDateTime, utcnow
+
+# BigInteger ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    owner: Mapped[str | None] = mapped_column(String(128))
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    channel_type: Mapped[str] = mapped_column(String(32), default="none")
+    channel_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    member_version: Mapped[str | None] = mapped_column(String(128))
+    notice: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(32), default="admin")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    dismissed_at: Mapped[datetime | None]
+
+
+class Membership(Base):
+    """One row per (group, member); a rejoin reuses the row and keeps the history fields."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("chat_id", "member_id", name="uq_membership"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128), index=True)
+    member_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(200))
+    member_type: Mapped[int | None] = mapped_column(Integer)  # 1 internal, 2 external
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    left_at: Mapped[datetime | None]
+    previous_left_at: Mapped[datetime | None]
+    join_scene: Mapped[int | None] = mapped_column(Integer)
+    quit_scene: Mapped[int | None] = mapped_column(Integer)
+    invitor: Mapped[str | None] = mapped_column(String(128))
+    join_count: Mapped[int] = mapped_column(Integer, default=1)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_message_at: Mapped[datetime | None]
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    welcomed_at: Mapped[datetime | None]
+
+
+class InboxItem(Base):
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    raw: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(40))
+    event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    chat_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+
+class OutboxItem(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_order", "order_key", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    origin: Mapped[str] = mapped_column(String(40), default="")
+    chat_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    rate_key: Mapped[str] = mapped_column(String(200))
+    order_key: Mapped[str] = mapped_column(String(200))
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(32))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class RateEvent(Base):
+    """One row per send attempt through a rate-limited key; shared by all replicas."""
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_key_at", "rate_key", "at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    rate_key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RatePause(Base):
+    """A key WeCom told us to slow down on (45009): nothing goes through it before `until`."""
+
+    __tablename__ = "rate_pauses"
+
+    rate_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    until: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WelcomeBatch(Base):
+    __tablename__ = "welcome_batches"
+    __table_args__ = (
+        Index("ix_welcome_due", "status", "due_at"),
+        Index(
+            "uq_welcome_open",
+            "chat_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    members: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]
+    flushed_at: Mapped[datetime | None]
+    outbox_id: Mapped[int | None] = mapped_column(IdType)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (Index("ix_enrollment_member", "chat_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    playbook: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    ended_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class TouchStep(Base):
+    """A materialized step of an enrollment: the tick claims these by due time, O(due)."""
+
+    __tablename__ = "touch_steps"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_key", name="uq_touch_step"),
+        Index("ix_touch_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    enrollment_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("enrollments.id", ondelete="CASCADE"), index=True
+    )
+    step_key: Mapped[str] = mapped_column(String(64))
+    step_index: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    outbox_id: Mapped[int | None] = mapped_column(IdType)
+    done_at: Mapped[datetime | None]
+
+
+class WelcomeTemplate(Base):
+    """WeCom 入群欢迎语素材 we created for a playbook (customer groups), kept in sync by hash."""
+
+    __tablename__ = "welcome_templates"
+
+    playbook: Mapped[str] = mapped_column(String(80), primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(128))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,230 @@
+"""The transactional outbox: every outbound message is a row before it is a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from storage.claim import claim_ids
+from storage.models import OutboxItem, RateEvent, RatePause
+
+ACTIVE = ("pending", "sending")
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    channel: str
+    target: str
+    payload: dict[str, Any]
+    rate_key: str
+    order_key: str
+    origin: str = ""
+    chat_id: str | None = None
+    dedup_key: str | None = None
+
+
+async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) -> OutboxItem:
+    """Add a row in the caller's transaction, so it commits with the state change."""
+    item = OutboxItem(
+        channel=message.channel,
+        target=message.target,
+        payload=message.payload,
+        rate_key=message.rate_key,
+        order_key=message.order_key,
+        origin=message.origin,
+        chat_id=message.chat_id,
+        dedup_key=message.dedup_key,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(item)
+    await session.flush()
+    return item
+
+
+def _due(now: datetime) -> Any:
+    earlier = aliased(OutboxItem)
+    # Messages to one destination go out in the order they were queued: a row
+    # waits while an older row with the same order key is still unsent.
+    no_older_unsent = ~(
+        select(earlier.id)
+        .where(
+            earlier.order_key == OutboxItem.order_key,
+            earlier.id < OutboxItem.id,
+            earlier.status.in_(ACTIVE),
+        )
+        .exists()
+    )
+    return and_(
+        or_(
+            and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
+            and_(OutboxItem.status == "sending", OutboxItem.locked_until < now),
+        ),
+        no_older_unsent,
+    )
+
+
+async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[int]:
+    return await claim_ids(
+        session,
+        OutboxItem,
+        _due(now),
+        [OutboxItem.id],
+        limit,
+        {"status": "sending", "locked_until": now + lease},
+    )
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    result = await session.execute(
+        select(func.min(OutboxItem.next_attempt_at)).where(OutboxItem.status == "pending")
+    )
+    value: datetime | None = result.scalar_one_or_none()
+    return value
+
+
+async def mark_sent(
+    session: AsyncSession, item_id: int, *, now: datetime, result: dict[str, Any] | None
+) -> None:
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(
+            status="sent",
+            sent_at=now,
+            locked_until=None,
+            attempts=OutboxItem.attempts + 1,
+            result=result,
+            last_error=None,
+        )
+    )
+
+
+async def mark_retry(
+    session: AsyncSession,
+    item_id: int,
+    *,
+    retry_at: datetime,
+    error: str | None,
+    error_kind: str | None,
+    count_attempt: bool,
+) -> None:
+    values: dict[str, Any] = {
+        "status": "pending",
+        "locked_until": None,
+        "next_attempt_at": retry_at,
+    }
+    if error is not None:
+        values["last_error"] = error
+        values["last_error_kind"] = error_kind
+    if count_attempt:
+        values["attempts"] = OutboxItem.attempts + 1
+    await session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(**values))
+
+
+async def mark_failed(session: AsyncSession, item_id: int, *, error: str, error_kind: str) -> None:
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id)
+        .values(
+            status="failed",
+            locked_until=None,
+            attempts=OutboxItem.attempts + 1,
+            last_error=error,
+            last_error_kind=error_kind,
+        )
+    )
+
+
+async def retry_failed(session: AsyncSession, item_id: int, *, now: datetime) -> bool:
+    result = await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id, OutboxItem.status.in_(("failed", "cancelled")))
+        .values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
+        .returning(OutboxItem.id)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def wake_network_failures(session: AsyncSession, *, now: datetime) -> int:
+    """On start-up, retry at once what only failed on transport: the cause is often gone."""
+    result = await session.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.status == "pending",
+            OutboxItem.next_attempt_at > now,
+            OutboxItem.last_error_kind == "retry",
+        )
+        .values(next_attempt_at=now)
+        .returning(OutboxItem.id)
+    )
+    return len(result.scalars().all())
+
+
+# --- shared rate limiting -----------------------------------------------------------
+
+
+async def rate_window_state(
+    session: AsyncSession, rate_key: str, *, now: datetime, window: timedelta
+) -> tuple[int, datetime | None]:
+    """How many sends through the key in the window, and the oldest one's time."""
+    result = await session.execute(
+        select(func.count(), func.min(RateEvent.at)).where(
+            RateEvent.rate_key == rate_key, RateEvent.at >= now - window
+        )
+    )
+    count, oldest = result.one()
+    return int(count), oldest
+
+
+async def record_rate_event(session: AsyncSession, rate_key: str, *, now: datetime) -> None:
+    session.add(RateEvent(rate_key=rate_key, at=now))
+    await session.flush()
+
+
+async def prune_rate_events(session: AsyncSession, *, before: datetime) -> None:
+    await session.execute(delete(RateEvent).where(RateEvent.at < before))
+
+
+async def paused_until(session: AsyncSession, rate_key: str, *, now: datetime) -> datetime | None:
+    pause = await session.get(RatePause, rate_key)
+    if pause is None or pause.until <= now:
+        return None
+    return pause.until
+
+
+async def pause(session: AsyncSession, rate_key: str, *, until: datetime, reason: str) -> None:
+    pause_row = await session.get(RatePause, rate_key)
+    if pause_row is None:
+        session.add(RatePause(rate_key=rate_key, until=until, reason=reason))
+    else:
+        pause_row.until = max(pause_row.until, until)
+        pause_row.reason = reason
+    await session.flush()
+
+
+async def depth_and_age(session: AsyncSession, *, now: datetime) -> tuple[int, float]:
+    result = await session.execute(
+        select(func.count(), func.min(OutboxItem.created_at)).where(OutboxItem.status.in_(ACTIVE))
+    )
+    count, oldest = result.one()
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return int(count), age
+
+
+async def release_leases(session: AsyncSession) -> int:
+    """Give back every claim; only safe when no other process can hold one (SQLite)."""
+    result = await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.status == "sending")
+        .values(status="pending", locked_until=None)
+        .returning(OutboxItem.id)
+    )
+    return len(result.scalars().all())

@@ -1,0 +1,91 @@
+"""Shared fixtures: every storage/scheduler test runs on SQLite and, when
+TEST_DATABASE_URL is set, on PostgreSQL too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.emulator import EmulatorState
+from bot.emulator.server import RunningEmulator, start_emulator_in_thread
+from bot.settings import Settings
+from storage import db
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CORP_ID = "wwTestCorp0001"
+TEST_CORP_SECRET = "test-secret"
+SHIPPED_TEMPLATES = ROOT / "sop_templates"
+
+DB_PARAMS = ["sqlite"]
+if os.environ.get("TEST_DATABASE_URL"):
+    DB_PARAMS.append("postgres")
+
+
+def _pg_url() -> str:
+    url = os.environ["TEST_DATABASE_URL"]
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = db.make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=DB_PARAMS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        url = _pg_url()
+        await _reset_postgres(url)
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = db.make_engine(database_url)
+    await db.upgrade(eng)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return db.make_sessionmaker(engine)
+
+
+@pytest.fixture
+def templates_dir(tmp_path: Path) -> Path:
+    """A private copy of the shipped playbooks that a test may edit."""
+    target = tmp_path / "sop_templates"
+    shutil.copytree(SHIPPED_TEMPLATES, target)
+    return target
+
+
+@pytest.fixture
+def emulator() -> Iterator[RunningEmulator]:
+    """An independent fake WeCom on a real port, with the test corp's credentials."""
+    running = start_emulator_in_thread(
+        EmulatorState(corp_id=TEST_CORP_ID, corp_secret=TEST_CORP_SECRET)
+    )
+    yield running
+    running.stop()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"_env_file": None}
+    values.update(overrides)
+    return Settings(**values)

@@ -1,0 +1,128 @@
+"""Helpers for tests that drive the real app: signed callbacks, waiting, a live app."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from bot.app import create_app
+from bot.emulator.server import RunningEmulator
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.simulate import change_external_chat_xml, sign_xml
+from bot.wecom.crypto import WeComCrypto
+from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET, make_settings
+
+CORP_ID = TEST_CORP_ID
+TOKEN = "test-token"
+AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
+ADMIN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def configured_settings(
+    *, database_url: str, templates_dir: Path, api_base: str, **extra: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "wecom_corp_id": CORP_ID,
+        "wecom_corp_secret": TEST_CORP_SECRET,
+        "wecom_agent_id": 1000002,
+        "wecom_token": TOKEN,
+        "wecom_encoding_aes_key": AES_KEY,
+        "wecom_api_base": api_base,
+        "database_url": database_url,
+        "sop_templates_dir": templates_dir,
+        "admin_token": ADMIN,
+    }
+    values.update(extra)
+    return make_settings(**values)
+
+
+def crypto() -> WeComCrypto:
+    return WeComCrypto(TOKEN, AES_KEY, CORP_ID)
+
+
+def join_callback(
+    chat_id: str, members: list[str], *, create_time: int | None = None
+) -> tuple[dict[str, str], str]:
+    xml = change_external_chat_xml(
+        corp_id=CORP_ID,
+        chat_id=chat_id,
+        update_detail="add_member",
+        members=members,
+        join_scene=0,
+        create_time=create_time,
+    )
+    signed = sign_xml(crypto(), xml)
+    return signed.params, signed.body
+
+
+def leave_callback(chat_id: str, members: list[str]) -> tuple[dict[str, str], str]:
+    xml = change_external_chat_xml(
+        corp_id=CORP_ID,
+        chat_id=chat_id,
+        update_detail="del_member",
+        members=members,
+        quit_scene=0,
+    )
+    signed = sign_xml(crypto(), xml)
+    return signed.params, signed.body
+
+
+@dataclass
+class LiveApp:
+    app: FastAPI
+    http: httpx.AsyncClient
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    async def post_callback(self, params: dict[str, str], body: str) -> httpx.Response:
+        return await self.http.post("/wecom/callback", params=params, content=body)
+
+
+@asynccontextmanager
+async def live_app(settings: Settings, *, background: bool = True) -> AsyncIterator[LiveApp]:
+    app = create_app(settings, start_background=background)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield LiveApp(app=app, http=http)
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    within: float = 5.0,
+    interval: float = 0.05,
+) -> float:
+    """Poll until true; returns the seconds it took. Fails the test on timeout."""
+    start = time.monotonic()
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(interval)
+
+
+def sent_texts(emulator: RunningEmulator, api: str = "webhook/send") -> list[str]:
+    texts = []
+    for record in emulator.state.sent_since(0):
+        if record.api == api:
+            body = record.body
+            texts.append(str((body.get("text") or body.get("markdown") or {}).get("content", "")))
+    return texts

@@ -1,0 +1,120 @@
+"""The issue's acceptance paths, out of process: the real CLI, real HTTP, real kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bot.emulator import EmulatorState
+from bot.emulator.server import start_emulator_in_thread
+from storage import db
+from storage.models import OutboxItem
+from tests.conftest import SHIPPED_TEMPLATES, TEST_CORP_ID, TEST_CORP_SECRET
+from tests.helpers import ADMIN, AES_KEY, AUTH, TOKEN, join_callback, sent_texts
+from tests.procs import cli_env, free_port, run_cli, server, wait_until
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "sop_templates")
+    return tmp_path
+
+
+def test_sandbox_walkthrough(workdir: Path) -> None:
+    port = free_port()
+    env = cli_env(workdir, PORT=port)
+    with server(env, workdir, port):
+        joined = run_cli(
+            ["simulate", "join", "--member", "wmAlice", "--name", "小美"], env, workdir
+        )
+        assert joined.returncode == 0, joined.stderr
+        assert "success" in joined.stdout
+
+        def welcomed() -> bool:
+            out = run_cli(["sandbox", "sent", "--json"], env, workdir)
+            return out.returncode == 0 and any(
+                "小美" in json.dumps(r, ensure_ascii=False) for r in json.loads(out.stdout)
+            )
+
+        wait_until(welcomed, timeout=10, interval=0.5)
+        table = run_cli(["sandbox", "sent"], env, workdir)
+        assert "webhook/send" in table.stdout
+
+
+def test_serve_refuses_bad_configuration_in_one_line(workdir: Path) -> None:
+    env = cli_env(workdir, WECOM_ENCODING_AES_KEY="short", WECOM_CORP_ID="ww1")
+    result = run_cli(["serve"], env, workdir, timeout=30)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "WECOM_ENCODING_AES_KEY" in lines[0]
+    assert "Traceback" not in result.stderr
+    broken = workdir / "broken"
+    broken.mkdir()
+    (broken / "default.yaml").write_text("welcome: [unclosed\n")
+    result = run_cli(["serve"], cli_env(workdir, SOP_TEMPLATES_DIR=broken), workdir, timeout=30)
+    assert result.returncode != 0 and "SOP_TEMPLATES_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def _outbox_rows(database_url: str) -> list[OutboxItem]:
+    engine = db.make_engine(database_url)
+    try:
+        async with db.make_sessionmaker(engine)() as session:
+            return list((await session.execute(select(OutboxItem))).scalars())
+    finally:
+        await engine.dispose()
+
+
+def test_queued_welcome_survives_kill9_while_wecom_is_down(
+    workdir: Path, database_url: str
+) -> None:
+    fake_port = free_port()
+    env = cli_env(
+        workdir,
+        WECOM_CORP_ID=TEST_CORP_ID,
+        WECOM_CORP_SECRET=TEST_CORP_SECRET,
+        WECOM_AGENT_ID=1000002,
+        WECOM_TOKEN=TOKEN,
+        WECOM_ENCODING_AES_KEY=AES_KEY,
+        WECOM_API_BASE=f"http://127.0.0.1:{fake_port}",
+        DATABASE_URL=database_url,
+        ADMIN_TOKEN=ADMIN,
+    )
+    port = free_port()
+    with server(env, workdir, port) as srv:
+        put = httpx.put(
+            f"{srv.url}/admin/groups/wrCrash",
+            headers=AUTH,
+            json={"name": "崩溃测试群", "channel": {"type": "webhook", "key": "crash-key"}},
+        )
+        assert put.status_code == 200
+        params, body = join_callback("wrCrash", ["wmSurvivor"])
+        assert (
+            httpx.post(f"{srv.url}/wecom/callback", params=params, content=body).text == "success"
+        )
+
+        def attempted() -> bool:
+            rows = asyncio.run(_outbox_rows(database_url))
+            return any(r.attempts >= 1 and r.status == "pending" for r in rows)
+
+        wait_until(attempted, timeout=30, interval=0.5)
+        srv.kill9()
+    fake = start_emulator_in_thread(
+        EmulatorState(corp_id=TEST_CORP_ID, corp_secret=TEST_CORP_SECRET), port=fake_port
+    )
+    try:
+        with server(env, workdir, port):
+            wait_until(lambda: len(sent_texts(fake)) >= 1, timeout=15)
+            import time
+
+            time.sleep(2.5)  # anything doubled would show by now
+            assert len(sent_texts(fake)) == 1
+            assert "wmSurvivor" in sent_texts(fake)[0]
+    finally:
+        fake.stop()

@@ -1,0 +1,215 @@
+"""Inbox and outbox storage: dedup, claims with leases, ordering, shared rate windows.
+
+Runs on SQLite and on PostgreSQL (TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import db, inbox, outbox
+from storage.models import InboxItem, OutboxItem
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _msg(
+    target: str = "k1", order: str = "group:g1", dedup: str | None = None
+) -> outbox.NewMessage:
+    return outbox.NewMessage(
+        channel="webhook",
+        target=target,
+        payload={"msgtype": "text", "text": {"content": "hi"}},
+        rate_key=f"webhook:{target}",
+        order_key=order,
+        dedup_key=dedup,
+    )
+
+
+async def test_migrations_create_schema_and_downgrade(engine: AsyncEngine) -> None:
+    await db.downgrade(engine, "base")
+    await db.upgrade(engine)
+    sessions = db.make_sessionmaker(engine)
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxItem)) == 0
+
+
+async def test_inbox_insert_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session, session.begin():
+        first = await inbox.insert_once(
+            session,
+            source="callback",
+            dedup_key="msg:1",
+            raw="<xml/>",
+            event_type="message",
+            event=None,
+            chat_id=None,
+            status="pending",
+            now=T0,
+        )
+        again = await inbox.insert_once(
+            session,
+            source="callback",
+            dedup_key="msg:1",
+            raw="<xml/>",
+            event_type="message",
+            event=None,
+            chat_id=None,
+            status="pending",
+            now=T0,
+        )
+    assert first and not again
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxItem)) == 1
+
+
+async def test_inbox_claim_lease_and_reclaim(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session, session.begin():
+        for n in range(3):
+            await inbox.insert_once(
+                session,
+                source="callback",
+                dedup_key=f"k{n}",
+                raw="",
+                event_type="message",
+                event={},
+                chat_id=None,
+                status="pending",
+                now=T0,
+            )
+    lease = timedelta(seconds=60)
+    async with sessions() as session, session.begin():
+        first = await inbox.claim(session, now=T0, lease=lease, limit=2)
+    async with sessions() as session, session.begin():
+        second = await inbox.claim(session, now=T0, lease=lease, limit=10)
+    assert len(first) == 2 and len(second) == 1 and not set(first) & set(second)
+    # A worker that died holding a lease: the rows come back once it expires.
+    async with sessions() as session, session.begin():
+        assert (
+            await inbox.claim(session, now=T0 + timedelta(seconds=30), lease=lease, limit=10) == []
+        )
+    async with sessions() as session, session.begin():
+        again = await inbox.claim(session, now=T0 + timedelta(seconds=61), lease=lease, limit=10)
+    assert sorted(again) == sorted(first + second)
+
+
+async def test_outbox_claim_is_exclusive_under_concurrency(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        for n in range(40):
+            await outbox.enqueue(session, _msg(order=f"o{n}"), now=T0)
+
+    async def claimer() -> list[int]:
+        got: list[int] = []
+        while True:
+            async with sessions() as session, session.begin():
+                ids = await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=3)
+            if not ids:
+                return got
+            got.extend(ids)
+
+    results = await asyncio.gather(*(claimer() for _ in range(4)))
+    claimed = [i for r in results for i in r]
+    assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+async def test_outbox_keeps_order_per_destination(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        a = (await outbox.enqueue(session, _msg(order="group:g1"), now=T0)).id
+        b = (await outbox.enqueue(session, _msg(order="group:g1"), now=T0)).id
+        c = (await outbox.enqueue(session, _msg(order="group:g2"), now=T0)).id
+    async with sessions() as session, session.begin():
+        ids = await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10)
+    assert ids == [a, c]  # b waits behind a
+    async with sessions() as session, session.begin():
+        await outbox.mark_sent(session, c, now=T0, result=None)
+    async with sessions() as session, session.begin():
+        await outbox.mark_retry(
+            session,
+            a,
+            retry_at=T0 + timedelta(minutes=5),
+            error="-1: busy",
+            error_kind="retry",
+            count_attempt=True,
+        )
+    async with sessions() as session, session.begin():
+        # a is back off; b must still wait for it rather than overtake.
+        assert await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10) == []
+    async with sessions() as session, session.begin():
+        later = await outbox.claim(
+            session, now=T0 + timedelta(minutes=6), lease=timedelta(seconds=60), limit=10
+        )
+    assert later == [a]
+    async with sessions() as session, session.begin():
+        await outbox.mark_sent(session, a, now=T0, result=None)
+    async with sessions() as session, session.begin():
+        assert await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10) == [b]
+
+
+async def test_outbox_dedup_key_is_unique(sessions: async_sessionmaker[AsyncSession]) -> None:
+    import sqlalchemy.exc
+
+    async with sessions() as session, session.begin():
+        await outbox.enqueue(session, _msg(dedup="touch:1"), now=T0)
+    try:
+        async with sessions() as session, session.begin():
+            await outbox.enqueue(session, _msg(dedup="touch:1"), now=T0)
+    except sqlalchemy.exc.IntegrityError:
+        pass
+    else:
+        raise AssertionError("a second row with the same idempotency key was accepted")
+
+
+async def test_failed_rows_retry_and_wake_after_restart(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        item = await outbox.enqueue(session, _msg(), now=T0)
+        other = await outbox.enqueue(session, _msg(order="o2"), now=T0)
+    async with sessions() as session, session.begin():
+        await outbox.mark_failed(session, item.id, error="93000: invalid", error_kind="permanent")
+        await outbox.mark_retry(
+            session,
+            other.id,
+            retry_at=T0 + timedelta(hours=1),
+            error="-2: refused",
+            error_kind="retry",
+            count_attempt=True,
+        )
+    async with sessions() as session, session.begin():
+        assert await outbox.wake_network_failures(session, now=T0) == 1
+        assert await outbox.retry_failed(session, item.id, now=T0)
+        assert not await outbox.retry_failed(session, item.id, now=T0)  # already pending
+    async with sessions() as session:
+        rows = {r.id: r for r in (await session.execute(select(OutboxItem))).scalars()}
+    assert rows[item.id].status == "pending" and rows[item.id].attempts == 0
+    assert rows[other.id].next_attempt_at == T0
+
+
+async def test_rate_window_and_pause(sessions: async_sessionmaker[AsyncSession]) -> None:
+    window = timedelta(seconds=60)
+    async with sessions() as session, session.begin():
+        for n in range(3):
+            await outbox.record_rate_event(session, "webhook:k", now=T0 + timedelta(seconds=n))
+        count, oldest = await outbox.rate_window_state(
+            session, "webhook:k", now=T0 + timedelta(seconds=10), window=window
+        )
+        assert (count, oldest) == (3, T0)
+        count, _ = await outbox.rate_window_state(
+            session, "webhook:k", now=T0 + timedelta(seconds=61), window=window
+        )
+        assert count == 2
+        await outbox.pause(session, "webhook:k", until=T0 + window, reason="45009")
+        assert await outbox.paused_until(session, "webhook:k", now=T0) == T0 + window
+        assert await outbox.paused_until(session, "webhook:k", now=T0 + window) is None
+        await outbox.prune_rate_events(session, before=T0 + timedelta(seconds=2))
+        count, _ = await outbox.rate_window_state(
+            session, "webhook:k", now=T0 + timedelta(seconds=10), window=window
+        )
+        assert count == 1
