@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 
-from bot.api import admin_groups, admin_outbox, admin_sandbox, archive, callback, health
+from bot.api import (
+    admin_groups,
+    admin_outbox,
+    admin_playbooks,
+    admin_sandbox,
+    admin_touch,
+    archive,
+    callback,
+    health,
+)
 from bot.emulator import EmulatorState, create_emulator_app
-from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime
+from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.settings import SANDBOX_API_PATH, Settings, generate_admin_token
 from scheduler.runner import build_scheduler
 from storage.groups import upsert_group
@@ -37,11 +48,26 @@ async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
         )
 
 
-def create_app(settings: Settings, *, start_background: bool = True) -> FastAPI:
+def sandbox_log_path(settings: Settings) -> Path:
+    """The emulator's sent log lives beside the SQLite file (or in the working dir)."""
+    url = settings.database_url
+    if url.startswith("sqlite") and ":///" in url:
+        database = Path(url.split(":///", 1)[1])
+        return database.with_name(database.name + ".sandbox-sent.jsonl")
+    return Path("wecom-bot.sandbox-sent.jsonl")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    start_background: bool = True,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
     emulator: EmulatorState | None = None
     emulator_app: FastAPI | None = None
     if settings.sandbox:
         emulator = EmulatorState()
+        emulator.load_log(sandbox_log_path(settings))
         emulator_app = create_emulator_app(emulator)
 
     @asynccontextmanager
@@ -54,7 +80,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> FastAPI:
                 transport=httpx.ASGITransport(app=emulator_app), base_url=SANDBOX_API_BASE
             )
             api_base = SANDBOX_API_BASE
-        runtime = await build_runtime(settings, api_base=api_base, http=http)
+        runtime = await build_runtime(settings, api_base=api_base, http=http, clock=clock)
         app.state.runtime = runtime
         if emulator is not None:
             await _seed_sandbox(runtime, emulator)
@@ -64,6 +90,7 @@ def create_app(settings: Settings, *, start_background: bool = True) -> FastAPI:
             tick=runtime.tick,
             tick_seconds=settings.scheduler_tick_seconds,
             housekeeping=runtime.housekeeping,
+            templates=runtime.sync_templates,
         )
         if start_background:
             runtime.start_background()
@@ -90,7 +117,16 @@ def create_app(settings: Settings, *, start_background: bool = True) -> FastAPI:
         admin_token = generate_admin_token()
         log.warning("sandbox mode: generated ADMIN_TOKEN=%s", admin_token)
     app.state.admin_token = admin_token
-    for module in (callback, archive, admin_groups, admin_outbox, admin_sandbox, health):
+    for module in (
+        callback,
+        archive,
+        admin_groups,
+        admin_playbooks,
+        admin_touch,
+        admin_outbox,
+        admin_sandbox,
+        health,
+    ):
         app.include_router(module.router)
     if emulator_app is not None:
         app.mount(SANDBOX_API_PATH, emulator_app)

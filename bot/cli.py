@@ -264,8 +264,16 @@ def tick(
     else:
         typer.echo(
             f"tick at {report['at']}: welcomes {report['welcomes']}, steps {report['steps']}, "
-            f"queued {report['queued']}, sent {report['sent']}"
+            f"queued {report['queued']}, sent {report['sent']}, waiting {report['waiting']}, "
+            f"failed {report['failed']}"
         )
+        if report["waiting"]:
+            where = "the sandbox server" if settings.sandbox else "WeCom"
+            typer.echo(
+                f"{report['waiting']} message(s) could not be sent yet ({where} unreachable or "
+                "rate-limited); they stay queued and go out from the running service.",
+                err=True,
+            )
 
 
 @db_app.command("upgrade")

@@ -24,6 +24,7 @@ from bot.inbox_worker import InboxProcessor
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.wecom.client import WeComClient
+from bot.welcome_templates import sync_welcome_templates
 from bot.wiring import build_registry
 from handlers.playbooks import PlaybookSet, PlaybookStore
 from scheduler.tick import TickReport, run_tick
@@ -51,6 +52,8 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    templates_synced_version: int = -1
+    templates_dirty: bool = True
 
     @property
     def playbook_set(self) -> PlaybookSet:
@@ -66,6 +69,24 @@ class Runtime:
         if report.queued:
             self.dispatcher.wake()
         return report
+
+    def playbooks_changed(self) -> None:
+        self.templates_dirty = True
+
+    async def sync_templates(self) -> dict[str, str]:
+        """Bring WeCom's welcome templates in line with the playbooks when they changed."""
+        version = self.playbooks.version
+        if not self.templates_dirty and version == self.templates_synced_version:
+            return {}
+        outcome = await sync_welcome_templates(
+            self.sessions, self.client, self.playbook_set, now=self.clock()
+        )
+        failed = any(result.startswith("failed") for result in outcome.values())
+        self.templates_dirty = failed
+        self.templates_synced_version = version
+        if outcome:
+            log.info("welcome templates: %s", outcome)
+        return outcome
 
     async def housekeeping(self) -> None:
         async with self.sessions() as session, session.begin():

@@ -8,6 +8,7 @@ from typing import Any
 from bot.runtime import build_runtime
 from bot.settings import SANDBOX_API_PATH, Settings
 from handlers.playbooks import PlaybookLoadError, load_playbooks
+from storage import outbox
 from storage.db import make_engine, upgrade
 
 
@@ -35,13 +36,18 @@ async def run_tick_command(settings: Settings, at: datetime, server_url: str) ->
     runtime = await build_runtime(settings, api_base=api_base)
     try:
         report = await runtime.tick(at)
-        sent = await runtime.dispatcher.drain(max_rounds=5)
+        await runtime.dispatcher.drain(max_rounds=5)
+        async with runtime.sessions() as session:
+            statuses = await outbox.statuses(session, report.outbox_ids)
     finally:
         await runtime.aclose()
+    waiting = sum(1 for status in statuses.values() if status in ("pending", "sending"))
     return {
         "at": at.isoformat(),
         "welcomes": report.welcomes,
         "steps": report.steps,
         "queued": report.queued,
-        "sent": sent,
+        "sent": sum(1 for status in statuses.values() if status == "sent"),
+        "waiting": waiting,
+        "failed": sum(1 for status in statuses.values() if status == "failed"),
     }

@@ -32,14 +32,17 @@ CAPABILITIES: dict[str, Capabilities] = {
 }
 
 # (messages, seconds) per rate key prefix. Robot webhook and private limits are
-# WeCom's own (excess is refused or silently dropped); the customer ones mirror
-# the "about one mass message a day" rule so a message waits instead of vanishing.
+# WeCom's own (excess is refused or silently dropped). A customer group gets
+# about one owner-confirmed post a day. A customer may receive as many
+# enterprise mass messages a month as the month has days (notes §5.4), so we
+# stay under the shortest month; a message past it waits instead of vanishing.
+DAY = 86400
 RATE_LIMITS: dict[str, tuple[int, int]] = {
     "webhook": (20, 60),
     "appchat": (20, 60),
     "private": (30, 60),
-    "customer_group": (1, 86400),
-    "private_customer": (1, 86400),
+    "customer_group": (1, DAY),
+    "private_customer": (28, 30 * DAY),
 }
 
 

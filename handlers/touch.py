@@ -160,6 +160,7 @@ async def end_enrollments(
     status: str,
     reason: str,
     now: datetime,
+    enrollment_id: int | None = None,
 ) -> int:
     """Stop active enrollments and record why every pending step will not be sent."""
     query = select(Enrollment).where(
@@ -167,6 +168,8 @@ async def end_enrollments(
     )
     if chat_id is not None:
         query = query.where(Enrollment.chat_id == chat_id)
+    if enrollment_id is not None:
+        query = query.where(Enrollment.id == enrollment_id)
     enrollments = (await session.execute(query)).scalars().all()
     for enrollment in enrollments:
         enrollment.status = status

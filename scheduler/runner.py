@@ -18,6 +18,7 @@ def build_scheduler(
     tick: Callable[[], Awaitable[Any]],
     tick_seconds: float,
     housekeeping: Callable[[], Awaitable[Any]] | None = None,
+    templates: Callable[[], Awaitable[Any]] | None = None,
 ) -> AsyncIOScheduler:
     # misfire_grace_time: APScheduler 3 defaults to 1 s and would silently drop a
     # tick after a short stall; the tick is idempotent, so a late run is always
@@ -30,6 +31,9 @@ def build_scheduler(
     scheduler.add_job(
         tick, IntervalTrigger(seconds=tick_seconds, timezone=tz), id="tick", name="tick"
     )
+    if templates is not None:
+        # Cheap when nothing changed; picks up playbook edits and new customer groups.
+        scheduler.add_job(templates, IntervalTrigger(seconds=30, timezone=tz), id="templates")
     if housekeeping is not None:
         scheduler.add_job(housekeeping, IntervalTrigger(minutes=5, timezone=tz), id="housekeeping")
     return scheduler

@@ -87,7 +87,7 @@ async def mark(
 
 async def counts_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(InboxItem.status, func.count()).group_by(InboxItem.status))
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows}
 
 
 async def release_leases(session: AsyncSession) -> int:

@@ -187,11 +187,14 @@ class TouchStep(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_key", name="uq_touch_step"),
         Index("ix_touch_due", "status", "due_at"),
+        # "Any step of this enrollment still pending?" must be one index probe: with only
+        # ix_touch_due the planner may intersect every pending step in the table.
+        Index("ix_touch_enrollment_status", "enrollment_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     enrollment_id: Mapped[int] = mapped_column(
-        IdType, ForeignKey("enrollments.id", ondelete="CASCADE"), index=True
+        IdType, ForeignKey("enrollments.id", ondelete="CASCADE")
     )
     step_key: Mapped[str] = mapped_column(String(64))
     step_index: Mapped[int] = mapped_column(Integer)

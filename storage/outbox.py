@@ -82,6 +82,15 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit
     )
 
 
+async def statuses(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(OutboxItem.id, OutboxItem.status).where(OutboxItem.id.in_(ids))
+    )
+    return {item_id: status for item_id, status in rows}
+
+
 async def next_due_at(session: AsyncSession) -> datetime | None:
     result = await session.execute(
         select(func.min(OutboxItem.next_attempt_at)).where(OutboxItem.status == "pending")

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,14 @@ class LiveApp:
 
 
 @asynccontextmanager
-async def live_app(settings: Settings, *, background: bool = True) -> AsyncIterator[LiveApp]:
-    app = create_app(settings, start_background=background)
+async def live_app(
+    settings: Settings, *, background: bool = True, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[LiveApp]:
+    app = (
+        create_app(settings, start_background=background, clock=clock)
+        if clock is not None
+        else create_app(settings, start_background=background)
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -117,6 +124,39 @@ async def wait_for(
         if time.monotonic() - start > within:
             raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
+
+
+class Clock:
+    """A settable clock for the runtime; starts at the real now."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class RunningClock:
+    """Real time plus a settable offset, for apps whose background loops must keep moving."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+async def settle(live: LiveApp, *, at: datetime | None = None) -> None:
+    """Process the inbox, run a tick, send what is queued: one turn of the service."""
+    await live.runtime.inbox.drain()
+    await live.runtime.tick(at)
+    await live.runtime.dispatcher.drain()
 
 
 def sent_texts(emulator: RunningEmulator, api: str = "webhook/send") -> list[str]:

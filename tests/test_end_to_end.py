@@ -118,3 +118,77 @@ def test_queued_welcome_survives_kill9_while_wecom_is_down(
             assert "wmSurvivor" in sent_texts(fake)[0]
     finally:
         fake.stop()
+
+
+def test_tick_cli_across_eight_days_with_restarts(workdir: Path, database_url: str) -> None:
+    """`wecom-bot tick --at` day by day, the server stopped and started in between."""
+    import time
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import yaml
+
+    fake = start_emulator_in_thread(
+        EmulatorState(corp_id=TEST_CORP_ID, corp_secret=TEST_CORP_SECRET)
+    )
+    fake.state.upsert_group(
+        "wrTicks", name="八天群", owner="owner8", members=[{"userid": "wmEight", "name": "八八"}]
+    )
+    env = cli_env(
+        workdir,
+        WECOM_CORP_ID=TEST_CORP_ID,
+        WECOM_CORP_SECRET=TEST_CORP_SECRET,
+        WECOM_AGENT_ID=1000002,
+        WECOM_TOKEN=TOKEN,
+        WECOM_ENCODING_AES_KEY=AES_KEY,
+        WECOM_API_BASE=fake.base_url,
+        DATABASE_URL=database_url,
+        ADMIN_TOKEN=ADMIN,
+    )
+    port = free_port()
+    try:
+        with server(env, workdir, port) as srv:
+            httpx.put(
+                f"{srv.url}/admin/groups/wrTicks",
+                headers=AUTH,
+                json={"name": "八天群", "channel": {"type": "webhook", "key": "k8"}},
+            ).raise_for_status()
+            params, body = join_callback("wrTicks", ["wmEight"])
+            httpx.post(f"{srv.url}/wecom/callback", params=params, content=body)
+
+            def enrolled() -> bool:
+                got = httpx.get(f"{srv.url}/admin/members/wmEight/enrollments", headers=AUTH)
+                return got.status_code == 200 and len(got.json()) == 1
+
+            wait_until(enrolled, timeout=15)
+        joined = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+        def touches() -> list[str]:
+            return [
+                r.body["text"]["content"]
+                for r in fake.state.sent_since(0)
+                if r.api == "add_msg_template" and r.body.get("external_userid") == ["wmEight"]
+            ]
+
+        for offset in range(9):
+            day: date = joined + timedelta(days=offset)
+            at = f"{day.isoformat()}T21:00"
+            result = run_cli(["tick", "--at", at, "--json"], env, workdir)
+            assert result.returncode == 0, result.stderr
+            if offset % 3 == 1:  # a server comes and goes between ticks
+                with server(env, workdir, port):
+                    time.sleep(1.5)
+        repeat = run_cli(
+            ["tick", "--at", f"{(joined + timedelta(days=8)).isoformat()}T21:00"], env, workdir
+        )
+        assert repeat.returncode == 0
+        steps = yaml.safe_load((workdir / "sop_templates" / "default.yaml").read_text())[
+            "touch_sequence"
+        ]["steps"]
+        received = touches()
+        assert len(received) == len(steps)
+        assert received[0].startswith("八八，你好")
+        bad = run_cli(["tick", "--at", "next tuesday"], env, workdir)
+        assert bad.returncode != 0 and "--at" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        fake.stop()

@@ -213,3 +213,19 @@ async def test_rate_window_and_pause(sessions: async_sessionmaker[AsyncSession])
             session, "webhook:k", now=T0 + timedelta(seconds=10), window=window
         )
         assert count == 1
+
+
+async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
+    """Alembic owns the schema; the models must describe exactly what it builds."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    def diff(connection: object) -> list[object]:
+        context = MigrationContext.configure(connection)  # type: ignore[arg-type]
+        return list(compare_metadata(context, Base.metadata))
+
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == []

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import secrets
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
@@ -84,6 +86,7 @@ class EmulatorState:
         self.sent: list[SentRecord] = []
         self.faults: list[Fault] = []
         self.invalid_webhook_keys: set[str] = set()
+        self.log_path: Path | None = None
         self.welcome_templates: dict[str, JSONDict] = {}
         # api -> requests received, failed ones included: lets tests count gettoken calls.
         self.calls: Counter[str] = Counter()
@@ -226,7 +229,30 @@ class EmulatorState:
                 body=copy.deepcopy(body),
             )
             self.sent.append(rec)
+            if self.log_path is not None:
+                with self.log_path.open("a", encoding="utf-8") as log:
+                    log.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
             return rec
+
+    def load_log(self, path: Path) -> int:
+        """Keep the sent log in `path` (JSON lines) across restarts, like a real server would.
+
+        Returns how many earlier records were read back.
+        """
+        with self._lock:
+            self.log_path = path
+            if not path.exists():
+                return 0
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    rec = SentRecord(**json.loads(line))
+                except (ValueError, TypeError):
+                    continue  # a torn last line after a crash
+                self.sent.append(rec)
+                self._seq = max(self._seq, rec.seq)
+            return len(self.sent)
 
     def sent_since(self, seq: int = 0) -> list[SentRecord]:
         with self._lock:
@@ -237,6 +263,8 @@ class EmulatorState:
         with self._lock:
             count = len(self.sent)
             self.sent.clear()
+            if self.log_path is not None:
+                self.log_path.write_text("", encoding="utf-8")
             return count
 
     # -- faults -----------------------------------------------------------------------------

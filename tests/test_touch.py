@@ -1,0 +1,304 @@
+"""The 7-day touch sequence: due times, exactly-once steps, skips with reasons, restarts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from bot.emulator.server import RunningEmulator
+from bot.settings import Settings
+from bot.simulate import app_text_xml, sign_xml
+from handlers.playbooks import QuietHours, TouchStep
+from handlers.touch import StepState, materialize, skip_reason, step_due_at
+from storage.models import Membership
+from tests.helpers import (
+    AUTH,
+    CORP_ID,
+    LiveApp,
+    configured_settings,
+    crypto,
+    join_callback,
+    leave_callback,
+    live_app,
+    settle,
+)
+
+SH = ZoneInfo("Asia/Shanghai")
+QUIET = QuietHours(start=time(22, 30), end=time(8, 0))
+GROUP = "wrTouchGroup"
+
+
+def spec(key: str, day: int, at: str) -> TouchStep:
+    return TouchStep(key=key, day=day, at=at, channel="private", text="hi")
+
+
+def test_step_due_at_in_local_days() -> None:
+    joined = datetime(2026, 11, 24, 10, 0, tzinfo=SH)
+    assert step_due_at(joined, 0, time(20, 0), tz=SH, quiet=QUIET) == joined.replace(hour=20)
+    assert step_due_at(joined, 3, time(9, 0), tz=SH, quiet=QUIET) == datetime(
+        2026, 11, 27, 9, 0, tzinfo=SH
+    )
+    # A day-0 step whose time already passed goes at the join, not a day late.
+    late = datetime(2026, 11, 24, 21, 0, tzinfo=SH)
+    assert step_due_at(late, 0, time(20, 0), tz=SH, quiet=QUIET) == late
+    # …unless that is inside quiet hours: then at the end of them.
+    night = datetime(2026, 11, 24, 23, 40, tzinfo=SH)
+    assert step_due_at(night, 0, time(20, 0), tz=SH, quiet=QUIET) == datetime(
+        2026, 11, 25, 8, 0, tzinfo=SH
+    )
+    # The day is the local day even when UTC is still on the previous date.
+    utc_evening = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)  # 01:00 on the 24th in Shanghai
+    assert step_due_at(utc_evening, 1, time(12, 30), tz=SH, quiet=QUIET).date() == date(
+        2026, 11, 25
+    )
+
+
+def test_materialize_keeps_playbook_order() -> None:
+    night = datetime(2026, 11, 24, 23, 40, tzinfo=SH)
+    planned = materialize(
+        night,
+        [spec("a", 0, "20:00"), spec("b", 1, "07:59"), spec("c", 1, "12:00")],
+        tz=SH,
+        quiet=None,
+    )
+    dues = [due for _, _, due in planned]
+    assert [s.key for s, _, _ in planned] == ["a", "b", "c"]
+    assert dues == sorted(dues)
+
+
+def test_skip_reason_order() -> None:
+    ok = StepState("active", False, False, True, False)
+    assert skip_reason(ok) is None
+    assert skip_reason(StepState("cancelled", False, False, True, False)) == "enrollment cancelled"
+    assert skip_reason(StepState("active", True, False, True, False)) == "member left the group"
+    assert skip_reason(StepState("active", False, True, True, False)) == "member opted out"
+    assert "no longer" in (skip_reason(StepState("active", False, False, False, False)) or "")
+    assert skip_reason(StepState("active", True, False, True, True)) == "group dismissed"
+
+
+def default_steps(templates_dir: Path) -> list[dict[str, object]]:
+    data = yaml.safe_load((templates_dir / "default.yaml").read_text(encoding="utf-8"))
+    return list(data["touch_sequence"]["steps"])
+
+
+@pytest.fixture
+def settings(database_url: str, templates_dir: Path, emulator: RunningEmulator) -> Settings:
+    emulator.state.upsert_group(
+        GROUP,
+        name="运营研习社",
+        owner="owner1",
+        members=[
+            {"userid": "wmSilent", "name": "安静的小王"},
+            {"userid": "wmTalker", "name": "话痨小李"},
+            {"userid": "zhangsan", "name": "张三", "type": 1},
+        ],
+    )
+    return configured_settings(
+        database_url=database_url, templates_dir=templates_dir, api_base=emulator.base_url
+    )
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[LiveApp]:
+    async with live_app(settings, background=False) as app:
+        response = await app.http.put(
+            f"/admin/groups/{GROUP}",
+            headers=AUTH,
+            json={"name": "运营研习社", "channel": {"type": "webhook", "key": "tk"}},
+        )
+        assert response.status_code == 200
+        yield app
+
+
+async def joined_local_date(live: LiveApp, member: str) -> date:
+    async with live.runtime.sessions() as session:
+        row = (
+            await session.execute(select(Membership).where(Membership.member_id == member))
+        ).scalar_one()
+    return row.joined_at.astimezone(SH).date()
+
+
+def evening(day: date, offset: int) -> datetime:
+    return datetime.combine(day + timedelta(days=offset), time(21, 0), tzinfo=SH)
+
+
+def touches(emulator: RunningEmulator, member: str) -> list[str]:
+    found = []
+    for record in emulator.state.sent_since(0):
+        body = record.body
+        to_customer = record.api == "add_msg_template" and body.get("external_userid") == [member]
+        to_member = record.api == "message/send" and body.get("touser") == member
+        if to_customer or to_member:
+            found.append(body["text"]["content"])
+    return found
+
+
+async def join(live: LiveApp, *members: str) -> None:
+    params, body = join_callback(GROUP, list(members))
+    assert (await live.post_callback(params, body)).text == "success"
+    await settle(live)
+
+
+async def test_eight_days_deliver_every_step_once_in_order(
+    live: LiveApp, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    for offset in range(9):
+        await settle(live, at=evening(day0, offset))
+    for offset in range(9):  # ticking the same days again sends nothing more
+        await settle(live, at=evening(day0, offset))
+    received = touches(emulator, "wmSilent")
+    steps = default_steps(templates_dir)
+    assert len(received) == len(steps)
+    for text, step in zip(received, steps, strict=True):
+        first_line = str(step["text"]).splitlines()[0].replace("{{ member.name }}", "安静的小王")
+        assert text.startswith(first_line.split("{{")[0])
+    for record in emulator.state.sent_since(0):
+        if record.api == "add_msg_template":
+            assert record.body["sender"] == "owner1" and record.body["chat_type"] == "single"
+
+
+async def test_member_who_left_on_day_two_gets_nothing_more(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await settle(live, at=evening(day0, 0))
+    await settle(live, at=evening(day0, 1))
+    before = len(touches(emulator, "wmSilent"))
+    assert before >= 1
+    params, body = leave_callback(GROUP, ["wmSilent"])
+    await live.post_callback(params, body)
+    await settle(live)
+    for offset in range(2, 9):
+        await settle(live, at=evening(day0, offset))
+    assert len(touches(emulator, "wmSilent")) == before
+    history = (await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)).json()
+    (enrollment,) = history
+    assert enrollment["status"] == "stopped"
+    skipped = [s for s in enrollment["steps"] if s["status"] == "skipped"]
+    assert skipped and all(s["reason"] == "member left the group" for s in skipped)
+    assert len(skipped) + before == len(enrollment["steps"])
+
+
+async def test_restart_between_ticks_doubles_nothing(
+    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    async with live_app(settings, background=False) as first:
+        await first.http.put(
+            f"/admin/groups/{GROUP}",
+            headers=AUTH,
+            json={"name": "运营研习社", "channel": {"type": "webhook", "key": "tk"}},
+        )
+        await join(first, "wmSilent")
+        day0 = await joined_local_date(first, "wmSilent")
+    for offset in range(9):
+        async with live_app(settings, background=False) as app:  # a fresh process each day
+            await settle(app, at=evening(day0, offset))
+            await settle(app, at=evening(day0, offset))
+    assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
+
+
+async def test_conditions_skip_steps_for_members_who_spoke(
+    live: LiveApp, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    await join(live, "wmTalker")
+    archive = [
+        {
+            "msgid": "t-1",
+            "action": "send",
+            "from": "wmTalker",
+            "roomid": GROUP,
+            "msgtime": 1,
+            "msgtype": "text",
+            "text": {"content": "大家好，我是做 SaaS 增长的"},
+        }
+    ]
+    assert (await live.http.post("/wecom/archive", json=archive, headers=AUTH)).status_code == 200
+    await settle(live)
+    day0 = await joined_local_date(live, "wmTalker")
+    for offset in range(9):
+        await settle(live, at=evening(day0, offset))
+    conditional = [s for s in default_steps(templates_dir) if s.get("when")]
+    assert conditional, "the default playbook is expected to have conditional steps"
+    received = touches(emulator, "wmTalker")
+    assert len(received) == len(default_steps(templates_dir)) - len(conditional)
+    (enrollment,) = (
+        await live.http.get("/admin/members/wmTalker/enrollments", headers=AUTH)
+    ).json()
+    reasons = {s["step_key"]: s["reason"] for s in enrollment["steps"] if s["status"] == "skipped"}
+    assert set(reasons) == {str(s["key"]) for s in conditional}
+    assert all(r.startswith("condition false") for r in reasons.values())
+    assert enrollment["status"] == "completed"
+
+
+async def test_internal_member_is_touched_by_app_message(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    await join(live, "zhangsan")
+    day0 = await joined_local_date(live, "zhangsan")
+    await settle(live, at=evening(day0, 1))
+    sends = [r for r in emulator.state.sent_since(0) if r.api == "message/send"]
+    assert sends and sends[0].body["touser"] == "zhangsan"
+    assert sends[0].body["agentid"] == 1000002
+
+
+async def test_private_opt_out_cancels_the_sequence(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await settle(live, at=evening(day0, 0))
+    before = len(touches(emulator, "wmSilent"))
+    signed = sign_xml(
+        crypto(),
+        app_text_xml(
+            corp_id=CORP_ID, sender="wmSilent", content="退订", msg_id=77, agent_id=1000002
+        ),
+    )
+    assert (await live.post_callback(signed.params, signed.body)).text == "success"
+    await settle(live)
+    for offset in range(1, 9):
+        await settle(live, at=evening(day0, offset))
+    assert len(touches(emulator, "wmSilent")) == before
+    (enrollment,) = (
+        await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)
+    ).json()
+    assert enrollment["status"] == "cancelled"
+    # Opted out members are not enrolled again when they rejoin later.
+    params, body = leave_callback(GROUP, ["wmSilent"])
+    await live.post_callback(params, body)
+    await join(live, "wmSilent")
+    assert (
+        len((await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)).json()) == 1
+    )
+
+
+async def test_admin_due_list_and_cancel(live: LiveApp, emulator: RunningEmulator) -> None:
+    await join(live, "wmSilent")
+    due = (await live.http.get("/admin/touch/due", headers=AUTH, params={"hours": 24 * 9})).json()
+    assert {d["member_id"] for d in due} == {"wmSilent"} and len(due) >= 2
+    assert [d["due_at"] for d in due] == sorted(d["due_at"] for d in due)
+    enrollment_id = due[0]["enrollment_id"]
+    cancelled = await live.http.post(f"/admin/enrollments/{enrollment_id}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200
+    body = cancelled.json()
+    assert body["status"] == "cancelled"
+    assert all(s["status"] == "skipped" for s in body["steps"])
+    again = await live.http.post(f"/admin/enrollments/{enrollment_id}/cancel", headers=AUTH)
+    assert again.status_code == 409
+    assert (
+        await live.http.post("/admin/enrollments/999999/cancel", headers=AUTH)
+    ).status_code == 404
+    assert (await live.http.get("/admin/touch/due", headers=AUTH)).json() == []
+    day0 = await joined_local_date(live, "wmSilent")
+    for offset in range(9):
+        await settle(live, at=evening(day0, offset))
+    assert touches(emulator, "wmSilent") == []
