@@ -123,21 +123,36 @@ def _emulator_add(base: str, chat_id: str, members: list[dict[str, Any]]) -> Non
         raise _fail(f"cannot reach the sandbox emulator at {root}: {exc}") from None
 
 
+SAMPLE_NAMES = ("小美", "大卫", "阿珍", "老周", "思思", "小林", "阿杰", "晓雨")
+
+
 @simulate_app.command("join")
 def simulate_join(
-    member: Annotated[list[str], typer.Option("--member", "-m", help="member id (repeat)")],
+    member: Annotated[
+        list[str] | None,
+        typer.Option("--member", "-m", "--user", "--userid", help="member id (repeat)"),
+    ] = None,
     name: Annotated[list[str] | None, typer.Option("--name", "-n", help="display name")] = None,
-    chat: Annotated[str, typer.Option(help="chat id")] = DEMO_CHAT,
+    chat: Annotated[
+        str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
+    ] = DEMO_CHAT,
+    count: Annotated[int, typer.Option(help="how many made-up newcomers, without --member")] = 1,
     invitor: Annotated[str | None, typer.Option(help="who invited them")] = None,
     url: Annotated[str | None, typer.Option(help="server base URL")] = None,
 ) -> None:
     """Members join a group: one change_external_chat add_member callback."""
+    import secrets
+
     from bot.simulate import change_external_chat_xml, sign_xml
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
     base = _server_url(settings, url)
+    members = list(member or [])
     names = list(name or [])
+    if not members:  # made-up newcomers, so `simulate join` alone shows the feature
+        members = [f"wm{secrets.token_hex(4)}" for _ in range(max(1, count))]
+        names = names or [SAMPLE_NAMES[i % len(SAMPLE_NAMES)] for i in range(len(members))]
     if settings.sandbox:
         _emulator_add(
             base,
@@ -148,7 +163,7 @@ def simulate_join(
                     "name": names[i] if i < len(names) else m,
                     **({"invitor": invitor} if invitor else {}),
                 }
-                for i, m in enumerate(member)
+                for i, m in enumerate(members)
             ],
         )
     crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
@@ -156,18 +171,22 @@ def simulate_join(
         corp_id=settings.corp_id,
         chat_id=chat,
         update_detail="add_member",
-        members=member,
+        members=members,
         join_scene=0,
     )
     signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
     answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
-    typer.echo(f"join {', '.join(member)} → {chat}: {answer}")
+    typer.echo(f"join {', '.join(members)} → {chat}: {answer}")
 
 
 @simulate_app.command("leave")
 def simulate_leave(
-    member: Annotated[list[str], typer.Option("--member", "-m", help="member id (repeat)")],
-    chat: Annotated[str, typer.Option(help="chat id")] = DEMO_CHAT,
+    member: Annotated[
+        list[str], typer.Option("--member", "-m", "--user", "--userid", help="member id (repeat)")
+    ],
+    chat: Annotated[
+        str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
+    ] = DEMO_CHAT,
     url: Annotated[str | None, typer.Option(help="server base URL")] = None,
 ) -> None:
     """Members leave a group: one change_external_chat del_member callback."""
@@ -198,9 +217,11 @@ def simulate_leave(
 
 @simulate_app.command("message")
 def simulate_message(
-    member: Annotated[str, typer.Option("--member", "-m", help="sender id")],
+    member: Annotated[str, typer.Option("--member", "-m", "--user", "--userid", help="sender id")],
     text: Annotated[str, typer.Option("--text", "-t", help="message text")],
-    chat: Annotated[str, typer.Option(help="chat id")] = DEMO_CHAT,
+    chat: Annotated[
+        str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
+    ] = DEMO_CHAT,
     private: Annotated[bool, typer.Option(help="a 1:1 message to the app instead")] = False,
     url: Annotated[str | None, typer.Option(help="server base URL")] = None,
 ) -> None:

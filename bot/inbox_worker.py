@@ -28,7 +28,9 @@ from storage.models import InboxItem
 
 log = logging.getLogger(__name__)
 
-ENRICH_RETRIES = 3  # after this many transport failures, welcome with ids rather than never
+# After this many transport failures, welcome with ids rather than late: the batch
+# window is seconds long, and a name is worth less than a timely welcome.
+ENRICH_RETRIES = 2
 
 
 def needs_snapshot(event: Event) -> bool:
@@ -161,7 +163,9 @@ class InboxProcessor:
                 status="failed" if final else "pending",
                 now=now,
                 error=error[:2000],
-                retry_at=None if final else now + timedelta(seconds=min(300, 2**item.attempts)),
+                retry_at=None
+                if final
+                else now + timedelta(seconds=min(300, 2 ** (item.attempts - 1))),
             )
         self.metrics.inbox_processed.labels("failed" if final else "retry").inc()
         if final:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -444,3 +445,24 @@ def test_runner_serves_real_port() -> None:
         resp = httpx.post(f"{running.base_url}/cgi-bin/webhook/send?key=k", json=text("x"))
         assert resp.json()["errcode"] == 0
         assert running.state.sent[0].target == "k"
+
+
+def test_sent_log_persists_across_restarts_and_clears(tmp_path: Path) -> None:
+    log = tmp_path / "sent.jsonl"
+    first = EmulatorState()
+    assert first.load_log(log) == 0
+    first.record("webhook/send", "k", {"msgtype": "text", "text": {"content": "一"}})
+    first.record("webhook/send", "k", {"msgtype": "text", "text": {"content": "二"}})
+    log.write_text(log.read_text(encoding="utf-8") + '{"seq": 3, "torn', encoding="utf-8")
+    second = EmulatorState()
+    assert second.load_log(log) == 2
+    assert [r.seq for r in second.sent_since(0)] == [1, 2]
+    second.clear_sent()
+    third = EmulatorState()
+    third.load_log(log)
+    assert third.sent_since(0) == []
+    assert (
+        third.record("webhook/send", "k", {"msgtype": "text", "text": {"content": "三"}}).seq == 3
+    )
+    third.reset()
+    assert log.read_text(encoding="utf-8") == ""

@@ -45,6 +45,14 @@ def test_sandbox_walkthrough(workdir: Path) -> None:
         wait_until(welcomed, timeout=10, interval=0.5)
         table = run_cli(["sandbox", "sent"], env, workdir)
         assert "webhook/send" in table.stdout
+        made_up = run_cli(["simulate", "join", "--count", "2"], env, workdir)
+        assert made_up.returncode == 0 and "success" in made_up.stdout
+        left = run_cli(["simulate", "leave", "--member", "wmAlice"], env, workdir)
+        assert left.returncode == 0 and "success" in left.stdout
+        spoke = run_cli(
+            ["simulate", "message", "--member", "wmAlice", "--text", "有没有资料"], env, workdir
+        )
+        assert spoke.returncode == 0, spoke.stderr
 
 
 def test_serve_refuses_bad_configuration_in_one_line(workdir: Path) -> None:

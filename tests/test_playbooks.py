@@ -73,7 +73,7 @@ def test_shipped_default_follows_the_brief() -> None:
     default = load_playbooks(SHIPPED).playbooks["default"]
     assert default.welcome is not None and default.quiet_hours is not None
     assert default.welcome.batch_window_seconds == 3
-    assert default.welcome.min_interval_seconds == 120
+    assert default.welcome.min_interval_seconds == 60
     assert default.welcome.during_quiet_hours == "send"
     assert str(default.quiet_hours) == "22:30–08:00"
     assert default.touch_sequence is not None

@@ -107,6 +107,8 @@ class EmulatorState:
             self._tokens.clear()
             self._webhook_hits.clear()
             self._seq = 0
+            if self.log_path is not None:
+                self.log_path.write_text("", encoding="utf-8")
 
     # -- access tokens ----------------------------------------------------------------
 
@@ -247,7 +249,11 @@ class EmulatorState:
                 if not line.strip():
                     continue
                 try:
-                    rec = SentRecord(**json.loads(line))
+                    data = json.loads(line)
+                    if "watermark" in data:  # left by clear_sent(): numbering goes on
+                        self._seq = max(self._seq, int(data["watermark"]))
+                        continue
+                    rec = SentRecord(**data)
                 except (ValueError, TypeError):
                     continue  # a torn last line after a crash
                 self.sent.append(rec)
@@ -264,7 +270,10 @@ class EmulatorState:
             count = len(self.sent)
             self.sent.clear()
             if self.log_path is not None:
-                self.log_path.write_text("", encoding="utf-8")
+                # Keep the sequence watermark so a reader's `since` cursor survives a restart.
+                self.log_path.write_text(
+                    json.dumps({"watermark": self._seq}) + "\n", encoding="utf-8"
+                )
             return count
 
     # -- faults -----------------------------------------------------------------------------

@@ -236,7 +236,7 @@ class WelcomeSection(StrictModel):
         default=3, ge=1, le=3600, description="首位入群者之后这么多秒内入群的人合并欢迎"
     )
     min_interval_seconds: StrictInt = Field(
-        default=120,
+        default=60,
         ge=0,
         le=86400,
         description="两次群欢迎之间至少间隔（秒）；期间入群者稍后合并欢迎",
