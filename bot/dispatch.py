@@ -7,8 +7,6 @@ nothing queued is lost and a message is re-sent at most once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
+from bot.polling import PollingWorker
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError
 from handlers.channels import rate_limit_for
@@ -48,7 +47,9 @@ async def send_row(client: WeComClient, item: OutboxItem) -> dict[str, Any]:
     raise WeComError(-3, f"unknown outbox channel {item.channel!r}")
 
 
-class Dispatcher:
+class Dispatcher(PollingWorker):
+    name = "outbox dispatch"
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -60,6 +61,7 @@ class Dispatcher:
         clock: Callable[[], datetime],
         batch_size: int = 50,
     ) -> None:
+        super().__init__()
         self.sessions = sessions
         self.client = client
         self.metrics = metrics
@@ -67,11 +69,7 @@ class Dispatcher:
         self.lease = lease
         self.clock = clock
         self.batch_size = batch_size
-        self._wake = asyncio.Event()
         self._postgres: bool | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def run_once(self) -> int:
         """Claim and handle one batch; returns how many rows were handled."""
@@ -82,38 +80,14 @@ class Dispatcher:
             await self._handle(item_id)
         return len(ids)
 
-    async def drain(self, *, max_rounds: int = 100) -> int:
-        total = 0
-        for _ in range(max_rounds):
-            handled = await self.run_once()
-            total += handled
-            if not handled:
-                break
-        return total
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.run_once()
-                await self._refresh_gauges()
-            except Exception:  # keep the loop alive; the next round retries
-                log.exception("outbox dispatch round failed")
-                handled = 0
-            if handled:
-                continue
-            self._wake.clear()
-            timeout = await self._idle_wait()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-
-    async def _idle_wait(self) -> float:
+    async def idle_wait(self) -> float:
         async with self.sessions() as session:
             due = await outbox.next_due_at(session)
         if due is None:
             return 5.0
         return max(0.05, min(5.0, (due - self.clock()).total_seconds()))
 
-    async def _refresh_gauges(self) -> None:
+    async def after_round(self) -> None:
         async with self.sessions() as session:
             depth, age = await outbox.depth_and_age(session, now=self.clock())
         self.metrics.outbox_depth.set(depth)

@@ -6,8 +6,6 @@ Handlers and the "done" mark commit in one transaction, so an event's effects
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.directory import GroupDirectory, GroupSnapshot, enrich
 from bot.metrics import Metrics
+from bot.polling import PollingWorker
 from bot.wecom.errors import WeComError
 from handlers.context import Context
 from handlers.events import Event, GroupCreated, GroupUpdated, MemberJoined, event_from_json
@@ -37,7 +36,9 @@ def needs_snapshot(event: Event) -> bool:
     return bool(event.chat_id) and isinstance(event, MemberJoined | GroupCreated | GroupUpdated)
 
 
-class InboxProcessor:
+class InboxProcessor(PollingWorker):
+    name = "inbox"
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -54,6 +55,7 @@ class InboxProcessor:
         lease: timedelta = timedelta(seconds=60),
         batch_size: int = 20,
     ) -> None:
+        super().__init__()
         self.sessions = sessions
         self.registry = registry
         self.directory = directory
@@ -66,10 +68,6 @@ class InboxProcessor:
         self.max_attempts = max_attempts
         self.lease = lease
         self.batch_size = batch_size
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def run_once(self) -> int:
         async with self.sessions() as session, session.begin():
@@ -81,28 +79,6 @@ class InboxProcessor:
         if ids:
             self.on_processed()
         return len(ids)
-
-    async def drain(self, *, max_rounds: int = 100) -> int:
-        total = 0
-        for _ in range(max_rounds):
-            handled = await self.run_once()
-            total += handled
-            if not handled:
-                break
-        return total
-
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.run_once()
-            except Exception:
-                log.exception("inbox round failed")
-                handled = 0
-            if handled:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
     async def _snapshot(self, event: Event, attempts: int) -> GroupSnapshot | None:
         assert event.chat_id

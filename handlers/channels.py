@@ -58,6 +58,11 @@ def is_external_id(member_id: str) -> bool:
     return member_id.startswith(("wm", "wo"))
 
 
+def customer_sender(channel_config: dict[str, Any], owner: str | None) -> str | None:
+    """Who asks WeCom to message a customer for this group: the channel's sender, else the owner."""
+    return str(channel_config.get("sender") or owner or "") or None
+
+
 def split_text(text: str, max_bytes: int) -> list[str]:
     """Split on line boundaries so each part fits WeCom's byte limit."""
     if len(text.encode("utf-8")) <= max_bytes:

@@ -14,7 +14,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.channels import CannotPost, compose_group_text, compose_private_text
+from handlers.channels import (
+    CannotPost,
+    compose_group_text,
+    compose_private_text,
+    customer_sender,
+)
 from handlers.context import Context
 from handlers.events import Event, MemberJoined, MemberLeft, Message
 from handlers.membership import get_membership, get_or_create_group
@@ -296,7 +301,7 @@ async def run_step(
                 dedup_key=f"touch:{step.id}",
             )
         else:
-            sender = str((group.channel_config or {}).get("sender") or group.owner or "") or None
+            sender = customer_sender(dict(group.channel_config or {}), group.owner)
             messages = [
                 compose_private_text(
                     member_id=membership.member_id,

@@ -14,7 +14,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.channels import CannotPost, compose_group_text, compose_private_text
+from handlers.channels import (
+    CannotPost,
+    compose_group_text,
+    compose_private_text,
+    customer_sender,
+)
 from handlers.context import Context
 from handlers.events import Event, MemberJoined
 from handlers.membership import get_membership, get_or_create_group
@@ -276,7 +281,7 @@ async def _private_welcomes(
     if private is None or not private.enabled:
         return []
     ids: list[int] = []
-    sender = str((group.channel_config or {}).get("sender") or group.owner or "") or None
+    sender = customer_sender(dict(group.channel_config or {}), group.owner)
     for member in members:
         row = await _membership(session, batch.chat_id, member["id"])
         variables = private_welcome_variables(

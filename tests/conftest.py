@@ -35,6 +35,63 @@ def _pg_url() -> str:
     return url
 
 
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+
+
+def _admin(url: str, statement: str) -> None:
+    """Run one statement outside any transaction, from any context (its own loop, own thread):
+    this fixture is first requested from inside pytest-asyncio's running loop."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own, so two runs on one server never collide.
+
+    Falls back to TEST_DATABASE_URL's database itself when the role may not create one.
+    """
+    import secrets
+
+    given = _pg_url()
+    name = f"wecombot_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        _admin(given, f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        print(f"conftest: cannot create a test database ({exc}); using {given} itself")
+        yield given
+        return
+    try:
+        yield _with_database(given, name)
+    finally:
+        _admin(given, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def _reset_postgres(url: str) -> None:
     engine = db.make_engine(url)
     try:
@@ -48,7 +105,7 @@ async def _reset_postgres(url: str) -> None:
 @pytest.fixture(params=DB_PARAMS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
-        url = _pg_url()
+        url: str = request.getfixturevalue("postgres_url")
         await _reset_postgres(url)
         return url
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ValidationError
 
 from bot.api.deps import AdminDep, RuntimeDep, read_limited_body
 from bot.sources.archive import ArchiveRecord, normalize_archive
-from storage import inbox
 
 router = APIRouter(tags=["callbacks"], dependencies=[AdminDep])
 
@@ -52,17 +51,7 @@ async def archive(request: Request, runtime: RuntimeDep) -> ArchiveResult:
     async with runtime.sessions() as session, session.begin():
         for record, raw in records:
             incoming = normalize_archive(record, raw)
-            stored = await inbox.insert_once(
-                session,
-                source=incoming.source,
-                dedup_key=incoming.dedup_key,
-                raw=incoming.raw,
-                event_type=incoming.event_type,
-                event=incoming.event.model_dump(mode="json") if incoming.event else None,
-                chat_id=incoming.chat_id,
-                status="pending" if incoming.event else "ignored",
-                now=now,
-            )
+            stored = await incoming.store(session, now=now)
             if not stored:
                 result.duplicate += 1
             elif incoming.event is None:

@@ -19,7 +19,6 @@ from bot.sources.callback_xml import normalize_callback
 from bot.sources.normalized import Incoming
 from bot.wecom.crypto import CryptoError, WeComCrypto
 from bot.wecom.xml import XmlError, xml_to_dict
-from storage import inbox
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["callbacks"])
@@ -57,20 +56,28 @@ def _verify_echo(
         raise _fail(runtime, path, 403, f"verification failed: {exc}") from None
 
 
+async def _signed_body(
+    request: Request,
+    runtime: Runtime,
+    path: str,
+    sig: str | None,
+    ts: str | None,
+    nonce: str | None,
+) -> tuple[bytes, str, str, str]:
+    """The body (413 past 1 MiB) and the signature parameters, known to be there."""
+    try:
+        body = await read_limited_body(request, MAX_CALLBACK_BYTES)
+    except HTTPException as exc:
+        runtime.metrics.callbacks.labels(path, str(exc.status_code)).inc()
+        raise
+    if not sig or not ts or not nonce:
+        raise _fail(runtime, path, 403, "missing signature parameters")
+    return body, sig, ts, nonce
+
+
 async def _store(runtime: Runtime, path: str, incoming: Incoming) -> bool:
-    now = runtime.clock()
     async with runtime.sessions() as session, session.begin():
-        stored = await inbox.insert_once(
-            session,
-            source=incoming.source,
-            dedup_key=incoming.dedup_key,
-            raw=incoming.raw,
-            event_type=incoming.event_type,
-            event=incoming.event.model_dump(mode="json") if incoming.event else None,
-            chat_id=incoming.chat_id,
-            status="pending" if incoming.event else "ignored",
-            now=now,
-        )
+        stored = await incoming.store(session, now=runtime.clock())
     runtime.metrics.callbacks.labels(path, "stored" if stored else "duplicate").inc()
     if stored and incoming.event is not None:
         runtime.inbox.wake()
@@ -102,13 +109,9 @@ async def receive(
     nonce: str | None = None,
 ) -> PlainTextResponse:
     path = "/wecom/callback"
-    try:
-        body = await read_limited_body(request, MAX_CALLBACK_BYTES)
-    except HTTPException as exc:
-        runtime.metrics.callbacks.labels(path, str(exc.status_code)).inc()
-        raise
-    if not msg_signature or not timestamp or not nonce:
-        raise _fail(runtime, path, 403, "missing signature parameters")
+    body, msg_signature, timestamp, nonce = await _signed_body(
+        request, runtime, path, msg_signature, timestamp, nonce
+    )
     try:
         envelope = xml_to_dict(body)
     except XmlError as exc:
@@ -154,13 +157,9 @@ async def aibot_receive(
     nonce: str | None = None,
 ) -> Response:
     path = "/wecom/aibot/callback"
-    try:
-        body = await read_limited_body(request, MAX_CALLBACK_BYTES)
-    except HTTPException as exc:
-        runtime.metrics.callbacks.labels(path, str(exc.status_code)).inc()
-        raise
-    if not msg_signature or not timestamp or not nonce:
-        raise _fail(runtime, path, 403, "missing signature parameters")
+    body, msg_signature, timestamp, nonce = await _signed_body(
+        request, runtime, path, msg_signature, timestamp, nonce
+    )
     try:
         envelope: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):

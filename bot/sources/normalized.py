@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.events import Event
+from storage import inbox
 
 
 @dataclass(frozen=True)
@@ -15,3 +19,17 @@ class Incoming:
     event: Event | None  # None: stored and acknowledged, but nothing handles it
     event_type: str  # the event's type, or the raw kind for unknown events
     chat_id: str | None = None
+
+    async def store(self, session: AsyncSession, *, now: datetime) -> bool:
+        """Into the inbox once per dedup key; True when this call stored it."""
+        return await inbox.insert_once(
+            session,
+            source=self.source,
+            dedup_key=self.dedup_key,
+            raw=self.raw,
+            event_type=self.event_type,
+            event=self.event.model_dump(mode="json") if self.event else None,
+            chat_id=self.chat_id,
+            status="pending" if self.event else "ignored",
+            now=now,
+        )
