@@ -53,7 +53,9 @@ class GroupSnapshot:
         join_time = raw.get("join_time")
         return MemberInfo(
             id=member_id,
-            name=raw.get("group_nickname") or raw.get("name") or None,
+            # `name` (need_name=1) is who they are; group_nickname may be empty or a role
+            # label like 客服小张, so it is only the fallback.
+            name=raw.get("name") or raw.get("group_nickname") or None,
             member_type=raw.get("type"),
             invitor=invitor,
             invitor_name=(invitor_raw or {}).get("name") if invitor_raw else None,

@@ -63,9 +63,14 @@ class Runtime:
 
     async def tick(self, at: datetime | None = None) -> TickReport:
         now = self.clock()
-        report = await run_tick(
-            self.sessions, self.playbook_set, at=at or now, now=now, tz=self.settings.tz
-        )
+        try:
+            report = await run_tick(
+                self.sessions, self.playbook_set, at=at or now, now=now, tz=self.settings.tz
+            )
+        except Exception:
+            self.metrics.job_runs.labels("tick", "error").inc()
+            raise
+        self.metrics.job_runs.labels("tick", "ok").inc()
         if report.queued:
             self.dispatcher.wake()
         return report

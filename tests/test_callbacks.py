@@ -326,5 +326,8 @@ async def test_health_ready_and_metrics(live: LiveApp) -> None:
     assert 'wecom_callbacks_total{path="/wecom/callback",result="stored"} 1.0' in text
     assert 'wecom_callbacks_total{path="/wecom/callback",result="403"} 1.0' in text
     assert "wecom_outbox_depth" in text
+    await live.runtime.tick()
+    text = (await live.http.get("/metrics")).text
+    assert 'wecom_job_runs_total{job="tick",result="ok"}' in text
     schema = (await live.http.get("/openapi.json")).json()
     assert "/admin/groups/{chat_id}" in schema["paths"]

@@ -302,3 +302,47 @@ async def test_admin_due_list_and_cancel(live: LiveApp, emulator: RunningEmulato
     for offset in range(9):
         await settle(live, at=evening(day0, offset))
     assert touches(emulator, "wmSilent") == []
+
+
+async def test_two_replicas_ticking_together_send_each_step_once(
+    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    import asyncio
+
+    async with (
+        live_app(settings, background=False) as one,
+        live_app(settings, background=False) as two,
+    ):
+        await one.http.put(
+            f"/admin/groups/{GROUP}",
+            headers=AUTH,
+            json={"name": "运营研习社", "channel": {"type": "webhook", "key": "tk"}},
+        )
+        await join(one, "wmSilent")
+        day0 = await joined_local_date(one, "wmSilent")
+        for offset in range(9):
+            at = evening(day0, offset)
+            await asyncio.gather(one.runtime.tick(at), two.runtime.tick(at))
+            await asyncio.gather(one.runtime.dispatcher.drain(), two.runtime.dispatcher.drain())
+    assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
+
+
+async def test_a_step_due_in_quiet_hours_waits_for_morning(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await settle(live, at=evening(day0, 0))
+    sent_before = len(touches(emulator, "wmSilent"))
+    # Day 7's 20:00 step, first looked at by a tick at 23:30 (inside 22:30–08:00).
+    late = datetime.combine(day0 + timedelta(days=7), time(23, 30), tzinfo=SH)
+    await settle(live, at=late)
+    after_late = len(touches(emulator, "wmSilent"))
+    history = (await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)).json()
+    final = next(s for s in history[0]["steps"] if s["step_key"] == "d7-feedback")
+    assert final["status"] == "pending"
+    assert datetime.fromisoformat(final["due_at"]).astimezone(SH).time() == time(8, 0)
+    morning = datetime.combine(day0 + timedelta(days=8), time(8, 30), tzinfo=SH)
+    await settle(live, at=morning)
+    assert len(touches(emulator, "wmSilent")) == after_late + 1
+    assert after_late >= sent_before

@@ -222,6 +222,14 @@ async def test_invitor_is_recorded(live: LiveApp, emulator: RunningEmulator, clo
             await session.execute(select(Membership).where(Membership.member_id == "wmInvited"))
         ).scalar_one()
     assert row.invitor == "staff9" and row.name == "被邀请的人"
+    listed = await live.http.get(
+        f"/admin/groups/{GROUP}/members", headers=AUTH, params={"invited_by": "staff9"}
+    )
+    assert [m["member_id"] for m in listed.json()] == ["wmInvited"]
+    everyone = (await live.http.get(f"/admin/groups/{GROUP}/members", headers=AUTH)).json()
+    assert {m["member_id"] for m in everyone} == {"wmInvited"}
+    missing = await live.http.get("/admin/groups/nope/members", headers=AUTH)
+    assert missing.status_code == 404
 
 
 async def test_customer_group_gets_no_bot_post_but_the_template_syncs(

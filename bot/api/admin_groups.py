@@ -123,3 +123,37 @@ async def get_group(chat_id: ChatId, runtime: RuntimeDep, session: SessionDep) -
 @router.get("/groups", response_model=list[GroupOut])
 async def get_groups(runtime: RuntimeDep, session: SessionDep) -> list[GroupOut]:
     return [await _out(runtime, session, g) for g in await list_groups(session)]
+
+
+class MemberOut(BaseModel):
+    member_id: str
+    name: str | None
+    member_type: int | None
+    joined_at: datetime
+    left_at: datetime | None
+    join_scene: int | None
+    invitor: str | None = Field(description="who brought them (groupchat/get invitor)")
+    join_count: int
+    message_count: int
+    last_message_at: datetime | None
+    opted_out: bool
+    welcomed_at: datetime | None
+
+
+@router.get("/groups/{chat_id}/members", response_model=list[MemberOut])
+async def group_members(
+    chat_id: ChatId,
+    session: SessionDep,
+    include_left: bool = False,
+    invited_by: str | None = None,
+) -> list[MemberOut]:
+    """Members, newest first; `invited_by` answers "who did this person bring in?"."""
+    if await session.get(Group, chat_id) is None:
+        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
+    query = select(Membership).where(Membership.chat_id == chat_id)
+    if not include_left:
+        query = query.where(Membership.left_at.is_(None))
+    if invited_by:
+        query = query.where(Membership.invitor == invited_by)
+    rows = (await session.execute(query.order_by(Membership.joined_at.desc()))).scalars()
+    return [MemberOut.model_validate(row, from_attributes=True) for row in rows]
