@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +60,7 @@ class Dispatcher(PollingWorker):
         max_attempts: int,
         lease: timedelta,
         clock: Callable[[], datetime],
-        batch_size: int = 50,
+        batch_size: int = 20,
     ) -> None:
         super().__init__()
         self.sessions = sessions
@@ -74,10 +75,13 @@ class Dispatcher(PollingWorker):
     async def run_once(self) -> int:
         """Claim and handle one batch; returns how many rows were handled."""
         now = self.clock()
+        token = uuid.uuid4().hex
         async with self.sessions() as session, session.begin():
-            ids = await outbox.claim(session, now=now, lease=self.lease, limit=self.batch_size)
+            ids = await outbox.claim(
+                session, now=now, lease=self.lease, limit=self.batch_size, token=token
+            )
         for item_id in ids:
-            await self._handle(item_id)
+            await self._handle(item_id, token)
         return len(ids)
 
     async def idle_wait(self) -> float:
@@ -116,10 +120,16 @@ class Dispatcher(PollingWorker):
         await outbox.record_rate_event(session, rate_key, now=now)
         return None
 
-    async def _handle(self, item_id: int) -> None:
+    async def _handle(self, item_id: int, token: str) -> None:
         async with self.sessions() as session, session.begin():
+            # A fresh lease for this row's send: rows late in a batch may have outlived
+            # the claim's lease, and then another worker may hold them now.
+            if not await outbox.renew(
+                session, item_id, token=token, now=self.clock(), lease=self.lease
+            ):
+                return
             item = await session.get(OutboxItem, item_id)
-            if item is None or item.status != "sending":
+            if item is None:
                 return
             wait_until = await self._reserve_rate(session, item.rate_key)
             if wait_until is not None:
@@ -130,25 +140,33 @@ class Dispatcher(PollingWorker):
                     error=None,
                     error_kind=None,
                     count_attempt=False,
+                    token=token,
                 )
                 self.metrics.sends.labels(item.channel, "throttled").inc()
                 return
         try:
             result = await send_row(self.client, item)
         except WeComError as exc:
-            await self._failed_attempt(item, exc)
+            await self._failed_attempt(item, exc, token)
+            return
+        except Exception as exc:  # a bug or an odd answer must not wedge the row
+            log.exception("outbox %s: unexpected error while sending", item_id)
+            error = WeComError(-4, f"{type(exc).__name__}: {exc}", kind="retry")
+            await self._failed_attempt(item, error, token)
             return
         async with self.sessions() as session, session.begin():
-            await outbox.mark_sent(session, item_id, now=self.clock(), result=result)
+            await outbox.mark_sent(session, item_id, now=self.clock(), result=result, token=token)
         self.metrics.sends.labels(item.channel, "sent").inc()
 
-    async def _failed_attempt(self, item: OutboxItem, exc: WeComError) -> None:
+    async def _failed_attempt(self, item: OutboxItem, exc: WeComError, token: str) -> None:
         now = self.clock()
         error = f"{exc.errcode}: {exc.errmsg}"
         attempts = item.attempts + 1
         async with self.sessions() as session, session.begin():
             if exc.kind == "permanent" or attempts >= self.max_attempts:
-                await outbox.mark_failed(session, item.id, error=error, error_kind=exc.kind)
+                await outbox.mark_failed(
+                    session, item.id, error=error, error_kind=exc.kind, token=token
+                )
                 self.metrics.sends.labels(item.channel, "failed").inc()
                 log.warning("outbox %s failed for good: %s", item.id, error)
                 return
@@ -164,6 +182,7 @@ class Dispatcher(PollingWorker):
                 error=error,
                 error_kind=exc.kind,
                 count_attempt=True,
+                token=token,
             )
         self.metrics.sends.labels(item.channel, exc.kind).inc()
         log.info("outbox %s: %s; retry at %s", item.id, error, retry_at.isoformat())

@@ -7,6 +7,7 @@ Handlers and the "done" mark commit in one transaction, so an event's effects
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 ENRICH_RETRIES = 2
 
 
+class ClaimLost(Exception):
+    """Another worker holds the inbox row now; this worker's changes must not commit."""
+
+
 def needs_snapshot(event: Event) -> bool:
     return bool(event.chat_id) and isinstance(event, MemberJoined | GroupCreated | GroupUpdated)
 
@@ -53,7 +58,7 @@ class InboxProcessor(PollingWorker):
         on_processed: Callable[[], None] = lambda: None,
         max_attempts: int = 8,
         lease: timedelta = timedelta(seconds=60),
-        batch_size: int = 20,
+        batch_size: int = 10,
     ) -> None:
         super().__init__()
         self.sessions = sessions
@@ -70,12 +75,13 @@ class InboxProcessor(PollingWorker):
         self.batch_size = batch_size
 
     async def run_once(self) -> int:
+        token = uuid.uuid4().hex
         async with self.sessions() as session, session.begin():
             ids = await inbox.claim(
-                session, now=self.clock(), lease=self.lease, limit=self.batch_size
+                session, now=self.clock(), lease=self.lease, limit=self.batch_size, token=token
             )
         for item_id in ids:
-            await self._process(item_id)
+            await self._process(item_id, token)
         if ids:
             self.on_processed()
         return len(ids)
@@ -90,15 +96,19 @@ class InboxProcessor(PollingWorker):
             log.warning("groupchat/get %s failed (%s); going on without names", event.chat_id, exc)
             return None
 
-    async def _process(self, item_id: int) -> None:
-        async with self.sessions() as session:
+    async def _process(self, item_id: int, token: str) -> None:
+        async with self.sessions() as session, session.begin():
+            if not await inbox.renew(
+                session, item_id, token=token, now=self.clock(), lease=self.lease
+            ):
+                return  # our lease ran out before we got here; another worker has it
             item = await session.get(InboxItem, item_id)
-        if item is None or item.status != "processing":
+        if item is None:
             return
         now = self.clock()
         if item.event is None:
             async with self.sessions() as session, session.begin():
-                await inbox.mark(session, item_id, status="ignored", now=now)
+                await inbox.mark(session, item_id, status="ignored", now=now, token=token)
             self.metrics.inbox_processed.labels("ignored").inc()
             return
         try:
@@ -122,13 +132,17 @@ class InboxProcessor(PollingWorker):
                     )
                 ctx = Context(session=session, now=now, tz=self.tz, playbooks=self.playbooks())
                 ran = await self.registry.dispatch(event, ctx)
-                await inbox.mark(session, item_id, status="done", now=now)
+                if not await inbox.mark(session, item_id, status="done", now=now, token=token):
+                    # Lost the claim while working: roll back, the holder will do it.
+                    raise ClaimLost(item_id)
             log.info("inbox %s %s → %s %s", item_id, event.type, ran, "; ".join(ctx.notes))
             self.metrics.inbox_processed.labels("done").inc()
+        except ClaimLost:
+            log.warning("inbox %s: claim lost to another worker; rolled back", item_id)
         except Exception as exc:
-            await self._failed(item, exc)
+            await self._failed(item, exc, token)
 
-    async def _failed(self, item: InboxItem, exc: Exception) -> None:
+    async def _failed(self, item: InboxItem, exc: Exception, token: str) -> None:
         now = self.clock()
         error = f"{type(exc).__name__}: {exc}"
         final = item.attempts >= self.max_attempts
@@ -142,6 +156,7 @@ class InboxProcessor(PollingWorker):
                 retry_at=None
                 if final
                 else now + timedelta(seconds=min(300, 2 ** (item.attempts - 1))),
+                token=token,
             )
         self.metrics.inbox_processed.labels("failed" if final else "retry").inc()
         if final:

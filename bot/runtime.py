@@ -83,9 +83,24 @@ class Runtime:
         version = self.playbooks.version
         if not self.templates_dirty and version == self.templates_synced_version:
             return {}
-        outcome = await sync_welcome_templates(
-            self.sessions, self.client, self.playbook_set, now=self.clock()
-        )
+        async with self.engine.connect() as lock_conn:
+            if self.engine.dialect.name == "postgresql":
+                # One replica at a time: two concurrent `add`s would create two templates
+                # (100 per corp) and notify every owner twice.
+                got = await lock_conn.scalar(
+                    text("SELECT pg_try_advisory_lock(hashtext('wecom-bot:welcome-templates'))")
+                )
+                if not got:
+                    return {}
+            try:
+                outcome = await sync_welcome_templates(
+                    self.sessions, self.client, self.playbook_set, now=self.clock()
+                )
+            finally:
+                if self.engine.dialect.name == "postgresql":
+                    await lock_conn.execute(
+                        text("SELECT pg_advisory_unlock(hashtext('wecom-bot:welcome-templates'))")
+                    )
         failed = any(result.startswith("failed") for result in outcome.values())
         self.templates_dirty = failed
         self.templates_synced_version = version
@@ -95,7 +110,8 @@ class Runtime:
 
     async def housekeeping(self) -> None:
         async with self.sessions() as session, session.begin():
-            await outbox.prune_rate_events(session, before=self.clock() - timedelta(days=2))
+            # Keep the longest window (customers: 30 days) or its cap stops counting.
+            await outbox.prune_rate_events(session, before=self.clock() - timedelta(days=31))
 
     async def recover(self) -> None:
         """After a crash: SQLite means one process, so its old claims are ours to release;
@@ -148,9 +164,8 @@ def default_channel_for(
     def choose(snapshot: GroupSnapshot) -> tuple[str, dict[str, Any]]:
         if settings.sandbox:
             return "webhook", {"key": SANDBOX_WEBHOOK_KEY}
-        if snapshot.owner:
-            return "customer_group", {"sender": snapshot.owner}
-        return "none", {}
+        # No stored sender: messages go through whoever owns the group at send time.
+        return "customer_group", {}
 
     return choose
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.wecom.client import WeComClient
@@ -62,37 +63,48 @@ async def sync_welcome_templates(
             continue
         body = template_body(template.text)
         digest = content_hash(body)
-        async with sessions() as session, session.begin():
-            row = await session.get(WelcomeTemplate, name)
-            if row is not None and row.content_hash == digest:
-                continue
-            try:
-                if row is not None:
-                    try:
-                        await client.group_welcome_template_edit(row.template_id, body)
-                        outcome[name] = "edited"
-                    except WeComError as exc:
-                        if exc.kind != "permanent":
-                            raise
-                        # Deleted in the admin console, or created by another app: start over.
-                        row.template_id = await client.group_welcome_template_add(
-                            {**body, "notify": 1}
-                        )
-                        outcome[name] = "re-created"
-                    row.content_hash = digest
-                    row.synced_at = now
-                else:
-                    template_id = await client.group_welcome_template_add({**body, "notify": 1})
-                    session.add(
-                        WelcomeTemplate(
-                            playbook=name,
-                            template_id=template_id,
-                            content_hash=digest,
-                            synced_at=now,
-                        )
-                    )
-                    outcome[name] = "created"
-            except WeComError as exc:
-                outcome[name] = f"failed: {exc}"
-                log.warning("welcome template for playbook %s not synced: %s", name, exc)
+        try:
+            outcome.update(await _sync_one(sessions, client, name, body, digest, now))
+        except SQLAlchemyError as exc:  # e.g. a replica without the lock raced us
+            outcome[name] = f"failed: {type(exc).__name__}"
+            log.warning("welcome template for playbook %s not recorded: %s", name, exc)
     return outcome
+
+
+async def _sync_one(
+    sessions: async_sessionmaker[AsyncSession],
+    client: WeComClient,
+    name: str,
+    body: dict[str, Any],
+    digest: str,
+    now: datetime,
+) -> dict[str, str]:
+    """Create or edit one playbook's template; {} when it is already current."""
+    async with sessions() as session, session.begin():
+        row = await session.get(WelcomeTemplate, name)
+        if row is not None and row.content_hash == digest:
+            return {}
+        try:
+            if row is None:
+                template_id = await client.group_welcome_template_add({**body, "notify": 1})
+                session.add(
+                    WelcomeTemplate(
+                        playbook=name, template_id=template_id, content_hash=digest, synced_at=now
+                    )
+                )
+                return {name: "created"}
+            try:
+                await client.group_welcome_template_edit(row.template_id, body)
+                result = "edited"
+            except WeComError as exc:
+                if exc.kind != "permanent":
+                    raise
+                # Deleted in the admin console, or created by another app: start over.
+                row.template_id = await client.group_welcome_template_add({**body, "notify": 1})
+                result = "re-created"
+            row.content_hash = digest
+            row.synced_at = now
+            return {name: result}
+        except WeComError as exc:
+            log.warning("welcome template for playbook %s not synced: %s", name, exc)
+            return {name: f"failed: {exc}"}

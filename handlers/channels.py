@@ -97,8 +97,12 @@ def compose_group_text(
     text: str,
     origin: str,
     dedup_key: str | None,
+    owner: str | None = None,
 ) -> list[NewMessage]:
     caps = CAPABILITIES.get(channel_type, CAPABILITIES["none"])
+    if channel_type == "customer_group":
+        # An admin-set sender wins; otherwise whoever owns the group now (owners change).
+        channel_config = {**channel_config, "sender": customer_sender(channel_config, owner)}
     if not caps.can_post:
         raise CannotPost("this group has no channel the bot can post through")
     parts = split_text(text, caps.max_text_bytes)

@@ -66,6 +66,8 @@ async def record_joins(event: Event, ctx: Context) -> str | None:
             continue
         if row.left_at is None and row.joined_at >= joined_at:
             continue  # a late duplicate of a join we already have
+        if row.left_at is not None and joined_at <= row.left_at:
+            continue  # a join that happened before the leave we already recorded
         row.previous_left_at = row.left_at
         row.left_at = None
         row.quit_scene = None

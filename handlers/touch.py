@@ -49,7 +49,9 @@ def step_due_at(
     local_join = joined_at.astimezone(tz)
     local_date = local_join.date() + timedelta(days=day)
     due = datetime.combine(local_date, at, tzinfo=tz)
-    if due < local_join:
+    # Compare instants, not wall clocks: aware datetimes sharing one tzinfo compare
+    # by wall time in Python, which is off by an hour around a DST change.
+    if due.timestamp() < local_join.timestamp():
         due = local_join
     if quiet is not None and quiet.contains(due.timetz().replace(tzinfo=None)):
         due = quiet.next_end(due)
@@ -65,7 +67,7 @@ def materialize(
     ordered = sorted(enumerate(steps), key=lambda pair: (pair[1].day, pair[1].at, pair[0]))
     for index, step in ordered:
         due = step_due_at(joined_at, step.day, step.at, tz=tz, quiet=quiet)
-        if previous is not None and due < previous:
+        if previous is not None and due.timestamp() < previous.timestamp():
             due = previous
         planned.append((step, index, due))
         previous = due
@@ -119,7 +121,12 @@ async def on_member_joined(event: Event, ctx: Context) -> str | None:
         return None
     for info in event.members:
         membership = await get_membership(ctx, event.chat_id, info.id)
-        if membership is None or membership.opted_out or info.id.startswith("wb"):
+        if (
+            membership is None
+            or membership.left_at is not None  # a stale join, already followed by a leave
+            or membership.opted_out
+            or info.id.startswith("wb")
+        ):
             continue
         recent = await ctx.session.execute(
             select(Enrollment.id).where(
@@ -248,6 +255,22 @@ async def run_step(
     """Send or skip one claimed step. `at` is the tick's instant, `now` the real clock."""
     enrollment = await session.get(Enrollment, step.enrollment_id)
     assert enrollment is not None
+    outcome = await _run_step(session, step, enrollment, playbooks=playbooks, at=at, now=now, tz=tz)
+    if outcome.status in ("sent", "skipped") and enrollment.status == "active":
+        await _complete_if_last(session, enrollment, now)
+    return outcome
+
+
+async def _run_step(
+    session: AsyncSession,
+    step: TouchStep,
+    enrollment: Enrollment,
+    *,
+    playbooks: PlaybookSet,
+    at: datetime,
+    now: datetime,
+    tz: Any,
+) -> StepOutcome:
     group = await session.get(Group, enrollment.chat_id)
     membership = (
         await session.execute(
@@ -296,6 +319,7 @@ async def run_step(
                 chat_id=group.chat_id,
                 channel_type=group.channel_type,
                 channel_config=dict(group.channel_config or {}),
+                owner=group.owner,
                 text=text,
                 origin="touch",
                 dedup_key=f"touch:{step.id}",
@@ -320,9 +344,7 @@ async def run_step(
         item = await outbox.enqueue(session, message, now=now)
         first_id = first_id or item.id
     step.outbox_id = first_id
-    outcome = _finish(step, "sent", "queued", now)
-    await _complete_if_last(session, enrollment, now)
-    return outcome
+    return _finish(step, "sent", "queued", now)
 
 
 def _finish(step: TouchStep, status: str, reason: str, now: datetime) -> StepOutcome:
@@ -334,9 +356,12 @@ def _finish(step: TouchStep, status: str, reason: str, now: datetime) -> StepOut
 
 async def _complete_if_last(session: AsyncSession, enrollment: Enrollment, now: datetime) -> None:
     await session.flush()
+    # "claimed" counts as unfinished: several steps of one enrollment can be due in
+    # the same tick (after downtime, or two steps at the same time).
     pending = await session.execute(
         select(TouchStep.id).where(
-            TouchStep.enrollment_id == enrollment.id, TouchStep.status == "pending"
+            TouchStep.enrollment_id == enrollment.id,
+            TouchStep.status.in_(("pending", "claimed")),
         )
     )
     if pending.first() is None:

@@ -48,12 +48,22 @@ class Candidate:
     previous_left_at: datetime | None
     welcomed_at: datetime | None
     is_bot: bool = False
+    joined_at: datetime | None = None
+    still_left: bool = False  # a stale join: the member's leave was recorded after it
 
 
 def skip_reason(candidate: Candidate, *, now: datetime, rejoin_suppress_days: int) -> str | None:
     """Why this newcomer gets no welcome, or None when they should get one."""
     if candidate.is_bot:
         return "robot accounts are not welcomed"
+    if candidate.still_left:
+        return "left again before this join was processed"
+    if (
+        candidate.welcomed_at is not None
+        and candidate.joined_at is not None
+        and candidate.welcomed_at >= candidate.joined_at
+    ):
+        return "already welcomed since joining"
     if candidate.previous_left_at is not None and now - candidate.previous_left_at <= timedelta(
         days=rejoin_suppress_days
     ):
@@ -120,8 +130,12 @@ async def last_welcome_at(session: AsyncSession, chat_id: str) -> datetime | Non
 
 
 async def open_batch(session: AsyncSession, chat_id: str) -> WelcomeBatch | None:
+    # FOR UPDATE (PostgreSQL): if a tick is flushing this batch right now we wait for
+    # it, and then see it is no longer open, instead of adding a name to a sent batch.
     result = await session.execute(
-        select(WelcomeBatch).where(WelcomeBatch.chat_id == chat_id, WelcomeBatch.status == "open")
+        select(WelcomeBatch)
+        .where(WelcomeBatch.chat_id == chat_id, WelcomeBatch.status == "open")
+        .with_for_update()
     )
     return result.scalar_one_or_none()
 
@@ -148,6 +162,8 @@ async def on_member_joined(event: Event, ctx: Context) -> str | None:
             previous_left_at=membership.previous_left_at if membership else None,
             welcomed_at=membership.welcomed_at if membership else None,
             is_bot=info.id.startswith("wb"),
+            joined_at=membership.joined_at if membership else None,
+            still_left=membership is not None and membership.left_at is not None,
         )
         reason = skip_reason(
             candidate, now=ctx.now, rejoin_suppress_days=welcome.rejoin_suppress_days
@@ -196,7 +212,10 @@ async def flush_batch(
     playbooks: PlaybookSet,
     now: datetime,
     tz: Any,
+    at: datetime | None = None,
 ) -> FlushResult:
+    """Queue the batch's welcome. `at` is the tick's instant (quiet hours are judged
+    there, as for touch steps); `now` is the real clock that stamps what is queued."""
     group = await session.get(Group, batch.chat_id)
     if group is None or group.dismissed_at is not None:
         return _close(batch, now, "skipped", "group is gone")
@@ -204,10 +223,11 @@ async def flush_batch(
     welcome = playbook.welcome
     if welcome is None or not welcome.enabled:
         return _close(batch, now, "skipped", f"welcome off in playbook {playbook.name}")
+    instant = at or now
     deferred = defer_for_quiet_hours(
-        now, playbook.quiet_hours, tz=tz, during_quiet_hours=welcome.during_quiet_hours
+        instant, playbook.quiet_hours, tz=tz, during_quiet_hours=welcome.during_quiet_hours
     )
-    if deferred > now:
+    if deferred > instant:
         batch.due_at = deferred
         return FlushResult("deferred", f"quiet hours: postponed to {deferred.isoformat()}")
     members = await _still_present(session, batch)
@@ -226,6 +246,7 @@ async def flush_batch(
                 chat_id=group.chat_id,
                 channel_type=group.channel_type,
                 channel_config=dict(group.channel_config or {}),
+                owner=group.owner,
                 text=text,
                 origin="welcome",
                 dedup_key=f"welcome:{batch.id}",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.playbooks import PlaybookSet
@@ -58,12 +58,28 @@ async def _welcomes(
     for batch in (
         await session.execute(select(WelcomeBatch).where(WelcomeBatch.id.in_(ids)))
     ).scalars():
-        result = await flush_batch(session, batch, playbooks=playbooks, now=now, tz=tz)
-        if result.status == "deferred":
-            batch.status = "open"
+        batch_id = batch.id
+        try:
+            # One broken batch (a template that fails on real data) must not hold back
+            # every other group's welcome and touch steps: contain it in a savepoint.
+            async with session.begin_nested():
+                result = await flush_batch(
+                    session, batch, playbooks=playbooks, now=now, at=report.at, tz=tz
+                )
+                if result.status == "deferred":
+                    batch.status = "open"
+        except Exception as exc:
+            log.exception("welcome batch %s failed", batch_id)
+            await session.execute(
+                update(WelcomeBatch)
+                .where(WelcomeBatch.id == batch_id)
+                .values(status="failed", flushed_at=now, note=f"{type(exc).__name__}: {exc}"[:2000])
+            )
+            report.count(report.welcomes, "failed")
+            continue
         report.count(report.welcomes, result.status)
         report.outbox_ids.extend(result.outbox_ids)
-        log.info("welcome batch %s: %s (%s)", batch.id, result.status, result.note)
+        log.info("welcome batch %s: %s (%s)", batch_id, result.status, result.note)
     return len(ids)
 
 
@@ -92,11 +108,25 @@ async def _steps(
             .order_by(TouchStep.due_at, TouchStep.step_index, TouchStep.id)
         )
     ).scalars()
-    for step in steps:
-        outcome = await run_step(session, step, playbooks=playbooks, at=report.at, now=now, tz=tz)
-        if outcome.status == "deferred":
-            step.status = "pending"
-        elif step.outbox_id is not None:
+    for step in list(steps):
+        step_id = step.id
+        try:
+            async with session.begin_nested():  # see _welcomes: one bad step stays one
+                outcome = await run_step(
+                    session, step, playbooks=playbooks, at=report.at, now=now, tz=tz
+                )
+                if outcome.status == "deferred":
+                    step.status = "pending"
+        except Exception as exc:
+            log.exception("touch step %s failed", step_id)
+            await session.execute(
+                update(TouchStep)
+                .where(TouchStep.id == step_id)
+                .values(status="failed", done_at=now, reason=f"{type(exc).__name__}: {exc}"[:2000])
+            )
+            report.count(report.steps, "failed")
+            continue
+        if outcome.status == "sent" and step.outbox_id is not None:
             report.outbox_ids.append(step.outbox_id)
         report.count(report.steps, outcome.status)
     return len(ids)

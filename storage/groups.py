@@ -43,6 +43,7 @@ async def upsert_group(
         if channel_type is not None:
             group.channel_type = channel_type
             group.channel_config = channel_config or {}
+            group.origin = "admin"  # an admin's choice, even "none", is never overridden
         group.updated_at = now
     await session.flush()
     return group, created

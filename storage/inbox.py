@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.claim import claim_ids
 from storage.models import InboxItem
@@ -47,13 +48,30 @@ async def insert_once(
 
 
 def _due(now: datetime) -> Any:
-    return or_(
-        and_(InboxItem.status == "pending", InboxItem.next_attempt_at <= now),
-        and_(InboxItem.status == "processing", InboxItem.locked_until < now),
+    earlier = aliased(InboxItem)
+    # A chat's events are handled in the order they arrived (a join before the
+    # leave that follows it), even when an earlier one is waiting for a retry.
+    no_older_unfinished = ~(
+        select(earlier.id)
+        .where(
+            earlier.chat_id == InboxItem.chat_id,
+            earlier.id < InboxItem.id,
+            earlier.status.in_(("pending", "processing")),
+        )
+        .exists()
+    )
+    return and_(
+        or_(
+            and_(InboxItem.status == "pending", InboxItem.next_attempt_at <= now),
+            and_(InboxItem.status == "processing", InboxItem.locked_until < now),
+        ),
+        or_(InboxItem.chat_id.is_(None), no_older_unfinished),
     )
 
 
-async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[int]:
+async def claim(
+    session: AsyncSession, *, now: datetime, lease: timedelta, limit: int, token: str
+) -> list[int]:
     return await claim_ids(
         session,
         InboxItem,
@@ -63,9 +81,27 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit
         {
             "status": "processing",
             "locked_until": now + lease,
+            "claimed_by": token,
             "attempts": InboxItem.attempts + 1,
         },
     )
+
+
+async def renew(
+    session: AsyncSession, item_id: int, *, token: str, now: datetime, lease: timedelta
+) -> bool:
+    """Extend our lease before working on the row; False if another worker holds it now."""
+    result = await session.execute(
+        update(InboxItem)
+        .where(
+            InboxItem.id == item_id,
+            InboxItem.status == "processing",
+            InboxItem.claimed_by == token,
+        )
+        .values(locked_until=now + lease)
+        .returning(InboxItem.id)
+    )
+    return result.scalar_one_or_none() is not None
 
 
 async def mark(
@@ -76,13 +112,27 @@ async def mark(
     now: datetime,
     error: str | None = None,
     retry_at: datetime | None = None,
-) -> None:
-    values: dict[str, Any] = {"status": status, "locked_until": None, "last_error": error}
+    token: str | None = None,
+) -> bool:
+    """Set the outcome; with `token`, only if that claim still holds the row."""
+    values: dict[str, Any] = {
+        "status": status,
+        "locked_until": None,
+        "claimed_by": None,
+        "last_error": error,
+    }
     if status in ("done", "failed", "ignored"):
         values["processed_at"] = now
     if retry_at is not None:
         values["next_attempt_at"] = retry_at
-    await session.execute(update(InboxItem).where(InboxItem.id == item_id).values(**values))
+    guard = [] if token is None else [InboxItem.claimed_by == token]
+    result = await session.execute(
+        update(InboxItem)
+        .where(InboxItem.id == item_id, *guard)
+        .values(**values)
+        .returning(InboxItem.id)
+    )
+    return result.scalar_one_or_none() is not None
 
 
 async def counts_by_status(session: AsyncSession) -> dict[str, int]:
@@ -95,7 +145,7 @@ async def release_leases(session: AsyncSession) -> int:
     result = await session.execute(
         update(InboxItem)
         .where(InboxItem.status == "processing")
-        .values(status="pending", locked_until=None)
+        .values(status="pending", locked_until=None, claimed_by=None)
         .returning(InboxItem.id)
     )
     return len(result.scalars().all())

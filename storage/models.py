@@ -76,7 +76,10 @@ class Membership(Base):
 
 class InboxItem(Base):
     __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_inbox_due", "status", "next_attempt_at"),
+        Index("ix_inbox_chat_order", "chat_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(32))
@@ -89,6 +92,7 @@ class InboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
@@ -114,6 +118,7 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_kind: Mapped[str | None] = mapped_column(String(32))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -168,7 +173,18 @@ class WelcomeBatch(Base):
 
 class Enrollment(Base):
     __tablename__ = "enrollments"
-    __table_args__ = (Index("ix_enrollment_member", "chat_id", "member_id"),)
+    __table_args__ = (
+        Index("ix_enrollment_member", "chat_id", "member_id"),
+        # Two replicas processing one join must not both enroll the member.
+        Index(
+            "uq_enrollment_active",
+            "chat_id",
+            "member_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     chat_id: Mapped[str] = mapped_column(String(128))

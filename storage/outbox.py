@@ -49,11 +49,11 @@ async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) 
     return item
 
 
-def _due(now: datetime) -> Any:
-    earlier = aliased(OutboxItem)
+def _no_older_unsent() -> Any:
     # Messages to one destination go out in the order they were queued: a row
     # waits while an older row with the same order key is still unsent.
-    no_older_unsent = ~(
+    earlier = aliased(OutboxItem)
+    return ~(
         select(earlier.id)
         .where(
             earlier.order_key == OutboxItem.order_key,
@@ -62,24 +62,50 @@ def _due(now: datetime) -> Any:
         )
         .exists()
     )
+
+
+def _due(now: datetime) -> Any:
     return and_(
         or_(
             and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
             and_(OutboxItem.status == "sending", OutboxItem.locked_until < now),
         ),
-        no_older_unsent,
+        _no_older_unsent(),
     )
 
 
-async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, limit: int) -> list[int]:
+async def claim(
+    session: AsyncSession, *, now: datetime, lease: timedelta, limit: int, token: str
+) -> list[int]:
     return await claim_ids(
         session,
         OutboxItem,
         _due(now),
         [OutboxItem.id],
         limit,
-        {"status": "sending", "locked_until": now + lease},
+        {"status": "sending", "locked_until": now + lease, "claimed_by": token},
     )
+
+
+def _held(item_id: int, token: str) -> Any:
+    return and_(
+        OutboxItem.id == item_id, OutboxItem.status == "sending", OutboxItem.claimed_by == token
+    )
+
+
+async def renew(
+    session: AsyncSession, item_id: int, *, token: str, now: datetime, lease: timedelta
+) -> bool:
+    """Extend our lease right before working on the row; False if it is no longer ours
+    (our lease ran out while earlier rows of the batch were being sent, and another
+    worker claimed it)."""
+    result = await session.execute(
+        update(OutboxItem)
+        .where(_held(item_id, token))
+        .values(locked_until=now + lease)
+        .returning(OutboxItem.id)
+    )
+    return result.scalar_one_or_none() is not None
 
 
 async def statuses(session: AsyncSession, ids: list[int]) -> dict[int, str]:
@@ -92,19 +118,30 @@ async def statuses(session: AsyncSession, ids: list[int]) -> dict[int, str]:
 
 
 async def next_due_at(session: AsyncSession) -> datetime | None:
+    """When the next row can be claimed: rows waiting behind an older unsent row of the
+    same destination do not count (they go when that one does)."""
     result = await session.execute(
-        select(func.min(OutboxItem.next_attempt_at)).where(OutboxItem.status == "pending")
+        select(func.min(OutboxItem.next_attempt_at)).where(
+            OutboxItem.status == "pending", _no_older_unsent()
+        )
     )
     value: datetime | None = result.scalar_one_or_none()
     return value
 
 
 async def mark_sent(
-    session: AsyncSession, item_id: int, *, now: datetime, result: dict[str, Any] | None
+    session: AsyncSession,
+    item_id: int,
+    *,
+    now: datetime,
+    result: dict[str, Any] | None,
+    token: str | None = None,
 ) -> None:
     await session.execute(
         update(OutboxItem)
-        .where(OutboxItem.id == item_id)
+        .where(
+            OutboxItem.id == item_id, *([] if token is None else [OutboxItem.claimed_by == token])
+        )
         .values(
             status="sent",
             sent_at=now,
@@ -124,10 +161,12 @@ async def mark_retry(
     error: str | None,
     error_kind: str | None,
     count_attempt: bool,
+    token: str | None = None,
 ) -> None:
     values: dict[str, Any] = {
         "status": "pending",
         "locked_until": None,
+        "claimed_by": None,
         "next_attempt_at": retry_at,
     }
     if error is not None:
@@ -135,16 +174,23 @@ async def mark_retry(
         values["last_error_kind"] = error_kind
     if count_attempt:
         values["attempts"] = OutboxItem.attempts + 1
-    await session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(**values))
+    guard = [] if token is None else [OutboxItem.claimed_by == token]
+    await session.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id, *guard).values(**values)
+    )
 
 
-async def mark_failed(session: AsyncSession, item_id: int, *, error: str, error_kind: str) -> None:
+async def mark_failed(
+    session: AsyncSession, item_id: int, *, error: str, error_kind: str, token: str | None = None
+) -> None:
+    guard = [] if token is None else [OutboxItem.claimed_by == token]
     await session.execute(
         update(OutboxItem)
-        .where(OutboxItem.id == item_id)
+        .where(OutboxItem.id == item_id, *guard)
         .values(
             status="failed",
             locked_until=None,
+            claimed_by=None,
             attempts=OutboxItem.attempts + 1,
             last_error=error,
             last_error_kind=error_kind,
@@ -233,7 +279,7 @@ async def release_leases(session: AsyncSession) -> int:
     result = await session.execute(
         update(OutboxItem)
         .where(OutboxItem.status == "sending")
-        .values(status="pending", locked_until=None)
+        .values(status="pending", locked_until=None, claimed_by=None)
         .returning(OutboxItem.id)
     )
     return len(result.scalars().all())

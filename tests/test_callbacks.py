@@ -331,3 +331,79 @@ async def test_health_ready_and_metrics(live: LiveApp) -> None:
     assert 'wecom_job_runs_total{job="tick",result="ok"}' in text
     schema = (await live.http.get("/openapi.json")).json()
     assert "/admin/groups/{chat_id}" in schema["paths"]
+
+
+async def test_hostile_inputs_get_4xx_not_500(live: LiveApp) -> None:
+    deep = "[" * 200_000
+    aibot = await live.http.post(
+        "/wecom/aibot/callback",
+        params={"msg_signature": "x", "timestamp": "1", "nonce": "n"},
+        content=deep,
+    )
+    assert aibot.status_code == 400
+    archived = await live.http.post("/wecom/archive", content=deep, headers=AUTH)
+    assert archived.status_code == 400
+    huge_time = [
+        {
+            "msgid": "t",
+            "action": "send",
+            "from": "a",
+            "roomid": "r",
+            "msgtime": 10**20,
+            "msgtype": "text",
+            "text": {"content": "x"},
+        }
+    ]
+    assert (await live.http.post("/wecom/archive", json=huge_time, headers=AUTH)).status_code == 400
+    long_room = [
+        {
+            "msgid": "t",
+            "action": "send",
+            "from": "a",
+            "roomid": "r" * 500,
+            "msgtime": 1,
+            "msgtype": "text",
+            "text": {"content": "x"},
+        }
+    ]
+    assert (await live.http.post("/wecom/archive", json=long_room, headers=AUTH)).status_code == 400
+    for bad_name in ("a\x00.yaml", "../x.yaml", "x.txt", ".hidden.yaml"):
+        response = await live.http.post(
+            "/admin/playbooks/validate", headers=AUTH, json={"files": {bad_name: "x: 1"}}
+        )
+        assert response.status_code == 422, bad_name
+    for path in ("/admin/outbox/99999999999999999999/retry", "/admin/enrollments/0/cancel"):
+        assert (await live.http.post(path, headers=AUTH)).status_code == 422
+    long_key = await live.http.put(
+        f"/admin/groups/{GROUP}",
+        headers=AUTH,
+        json={"channel": {"type": "webhook", "key": "k" * 300}},
+    )
+    assert long_key.status_code == 422
+    assert await inbox_count(live) == 0
+
+
+async def test_outsized_ids_are_stored_safely(live: LiveApp) -> None:
+    from tests.helpers import crypto
+
+    long_msg = sign_xml(
+        crypto(),
+        (
+            f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>u</FromUserName>"
+            f"<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content>"
+            f"<MsgId>{'9' * 400}</MsgId></xml>"
+        ),
+    )
+    assert (await live.post_callback(long_msg.params, long_msg.body)).text == "success"
+    assert (await live.post_callback(long_msg.params, long_msg.body)).text == "success"
+    assert await inbox_count(live) == 1
+    long_chat = sign_xml(
+        crypto(),
+        (
+            f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>sys</FromUserName>"
+            "<CreateTime>1</CreateTime><MsgType>event</MsgType><Event>change_external_chat</Event>"
+            f"<ChatId>{'w' * 300}</ChatId><ChangeType>create</ChangeType></xml>"
+        ),
+    )
+    assert (await live.post_callback(long_chat.params, long_chat.body)).status_code == 400
+    assert await inbox_count(live) == 1

@@ -208,3 +208,48 @@ async def test_admin_lists_failed_and_retries(runtime: Runtime, emulator: Runnin
     async with runtime.sessions() as session:
         statuses = (await session.execute(select(OutboxItem.status))).scalars().all()
     assert statuses == ["sent"]
+
+
+async def test_an_unexpected_error_counts_as_an_attempt(
+    runtime: Runtime, emulator: RunningEmulator, clock: Clock
+) -> None:
+    async with runtime.sessions() as session, session.begin():
+        item = await outbox.enqueue(
+            session,
+            outbox.NewMessage(
+                channel="appchat",
+                target="x",
+                payload={"msgtype": "text"},  # no chatid
+                rate_key="appchat:x",
+                order_key="group:x",
+            ),
+            now=clock.now,
+        )
+    await runtime.dispatcher.run_once()
+    failed = await row(runtime, item.id)
+    assert failed.status == "pending" and failed.attempts == 1
+    assert failed.last_error and "ValueError" in failed.last_error
+    for _ in range(6):
+        clock.advance(400)
+        await runtime.dispatcher.run_once()
+    assert (await row(runtime, item.id)).status == "failed"  # the budget still ends it
+
+
+async def test_idle_wait_ignores_rows_queued_behind_a_waiting_one(
+    runtime: Runtime, clock: Clock
+) -> None:
+    first = await queue(runtime, "a", order="group:same")
+    await queue(runtime, "b", order="group:same")
+    async with runtime.sessions() as session, session.begin():
+        await outbox.mark_retry(
+            session,
+            first,
+            retry_at=clock.now + timedelta(minutes=5),
+            error="-1",
+            error_kind="retry",
+            count_attempt=True,
+        )
+    # "b" is due now but cannot go before "a": the dispatcher should sleep, not spin.
+    assert await runtime.dispatcher.idle_wait() == 5.0
+    async with runtime.sessions() as session:
+        assert await outbox.next_due_at(session) == clock.now + timedelta(minutes=5)

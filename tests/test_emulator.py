@@ -319,7 +319,11 @@ async def test_add_msg_template(api: Api, state: EmulatorState) -> None:
     assert resp["errcode"] == 0
     assert resp["fail_list"] == []
     assert resp["msgid"].startswith("msg")
-    assert [(r.api, r.target) for r in state.sent] == [("add_msg_template", "s")]
+    # The log names who a task reaches: the customer here, not the member sending it.
+    assert [(r.api, r.target) for r in state.sent] == [("add_msg_template", "wmA")]
+    pick = {"chat_type": "single", "sender": "s", "text": {"content": "由成员挑选客户"}}
+    assert (await api.wecom(url, pick))["errcode"] == 0
+    assert state.sent[-1].target == "s"
 
 
 async def test_welcome_templates(api: Api, state: EmulatorState) -> None:

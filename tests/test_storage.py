@@ -82,17 +82,22 @@ async def test_inbox_claim_lease_and_reclaim(sessions: async_sessionmaker[AsyncS
             )
     lease = timedelta(seconds=60)
     async with sessions() as session, session.begin():
-        first = await inbox.claim(session, now=T0, lease=lease, limit=2)
+        first = await inbox.claim(session, now=T0, lease=lease, limit=2, token="t")
     async with sessions() as session, session.begin():
-        second = await inbox.claim(session, now=T0, lease=lease, limit=10)
+        second = await inbox.claim(session, now=T0, lease=lease, limit=10, token="t")
     assert len(first) == 2 and len(second) == 1 and not set(first) & set(second)
     # A worker that died holding a lease: the rows come back once it expires.
     async with sessions() as session, session.begin():
         assert (
-            await inbox.claim(session, now=T0 + timedelta(seconds=30), lease=lease, limit=10) == []
+            await inbox.claim(
+                session, now=T0 + timedelta(seconds=30), lease=lease, limit=10, token="t"
+            )
+            == []
         )
     async with sessions() as session, session.begin():
-        again = await inbox.claim(session, now=T0 + timedelta(seconds=61), lease=lease, limit=10)
+        again = await inbox.claim(
+            session, now=T0 + timedelta(seconds=61), lease=lease, limit=10, token="t"
+        )
     assert sorted(again) == sorted(first + second)
 
 
@@ -107,7 +112,9 @@ async def test_outbox_claim_is_exclusive_under_concurrency(
         got: list[int] = []
         while True:
             async with sessions() as session, session.begin():
-                ids = await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=3)
+                ids = await outbox.claim(
+                    session, now=T0, lease=timedelta(seconds=60), limit=3, token="t"
+                )
             if not ids:
                 return got
             got.extend(ids)
@@ -125,7 +132,7 @@ async def test_outbox_keeps_order_per_destination(
         b = (await outbox.enqueue(session, _msg(order="group:g1"), now=T0)).id
         c = (await outbox.enqueue(session, _msg(order="group:g2"), now=T0)).id
     async with sessions() as session, session.begin():
-        ids = await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10)
+        ids = await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10, token="t")
     assert ids == [a, c]  # b waits behind a
     async with sessions() as session, session.begin():
         await outbox.mark_sent(session, c, now=T0, result=None)
@@ -140,16 +147,21 @@ async def test_outbox_keeps_order_per_destination(
         )
     async with sessions() as session, session.begin():
         # a is back off; b must still wait for it rather than overtake.
-        assert await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10) == []
+        assert (
+            await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10, token="t")
+            == []
+        )
     async with sessions() as session, session.begin():
         later = await outbox.claim(
-            session, now=T0 + timedelta(minutes=6), lease=timedelta(seconds=60), limit=10
+            session, now=T0 + timedelta(minutes=6), lease=timedelta(seconds=60), limit=10, token="t"
         )
     assert later == [a]
     async with sessions() as session, session.begin():
         await outbox.mark_sent(session, a, now=T0, result=None)
     async with sessions() as session, session.begin():
-        assert await outbox.claim(session, now=T0, lease=timedelta(seconds=60), limit=10) == [b]
+        assert await outbox.claim(
+            session, now=T0, lease=timedelta(seconds=60), limit=10, token="t"
+        ) == [b]
 
 
 async def test_outbox_dedup_key_is_unique(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -229,3 +241,96 @@ async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
+
+
+async def test_a_stale_claim_cannot_work_or_mark_a_row(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    lease = timedelta(seconds=30)
+    async with sessions() as session, session.begin():
+        item = await outbox.enqueue(session, _msg(), now=T0)
+    async with sessions() as session, session.begin():
+        assert await outbox.claim(session, now=T0, lease=lease, limit=5, token="slow") == [item.id]
+    later = T0 + timedelta(seconds=31)  # the slow worker's lease ran out mid-batch
+    async with sessions() as session, session.begin():
+        assert await outbox.claim(session, now=later, lease=lease, limit=5, token="fast") == [
+            item.id
+        ]
+    async with sessions() as session, session.begin():
+        assert not await outbox.renew(session, item.id, token="slow", now=later, lease=lease)
+        assert await outbox.renew(session, item.id, token="fast", now=later, lease=lease)
+        await outbox.mark_sent(session, item.id, now=later, result=None, token="slow")
+    async with sessions() as session:
+        assert (await session.get(OutboxItem, item.id)).status == "sending"  # type: ignore[union-attr]
+    async with sessions() as session, session.begin():
+        await outbox.mark_sent(session, item.id, now=later, result=None, token="fast")
+    async with sessions() as session:
+        assert (await session.get(OutboxItem, item.id)).status == "sent"  # type: ignore[union-attr]
+
+    async with sessions() as session, session.begin():
+        await inbox.insert_once(
+            session,
+            source="callback",
+            dedup_key="x",
+            raw="",
+            event_type="message",
+            event={},
+            chat_id=None,
+            status="pending",
+            now=T0,
+        )
+    async with sessions() as session, session.begin():
+        (inbox_id,) = await inbox.claim(session, now=T0, lease=lease, limit=1, token="slow")
+    async with sessions() as session, session.begin():
+        await inbox.claim(session, now=later, lease=lease, limit=1, token="fast")
+    async with sessions() as session, session.begin():
+        assert not await inbox.renew(session, inbox_id, token="slow", now=later, lease=lease)
+        assert not await inbox.mark(session, inbox_id, status="done", now=later, token="slow")
+        assert await inbox.mark(session, inbox_id, status="done", now=later, token="fast")
+
+
+async def test_inbox_takes_a_chats_events_in_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    lease = timedelta(seconds=30)
+    async with sessions() as session, session.begin():
+        for key, chat in (("join", "wr1"), ("leave", "wr1"), ("other", "wr2"), ("dm", None)):
+            await inbox.insert_once(
+                session,
+                source="callback",
+                dedup_key=key,
+                raw="",
+                event_type="x",
+                event={},
+                chat_id=chat,
+                status="pending",
+                now=T0,
+            )
+    async with sessions() as session, session.begin():
+        first = await inbox.claim(session, now=T0, lease=lease, limit=10, token="a")
+    assert len(first) == 3  # wr1's leave waits for wr1's join
+    join_id = min(first)
+    async with sessions() as session, session.begin():
+        for done in first[1:]:
+            await inbox.mark(session, done, status="done", now=T0, token="a")
+        await inbox.mark(
+            session,
+            join_id,
+            status="pending",
+            now=T0,
+            retry_at=T0 + timedelta(minutes=1),
+            token="a",
+        )
+    async with sessions() as session, session.begin():
+        # The join is waiting for a retry: the leave still may not overtake it.
+        assert await inbox.claim(session, now=T0, lease=lease, limit=10, token="b") == []
+    async with sessions() as session, session.begin():
+        retried = await inbox.claim(
+            session, now=T0 + timedelta(minutes=2), lease=lease, limit=10, token="c"
+        )
+    assert retried == [join_id]
+    async with sessions() as session, session.begin():
+        await inbox.mark(session, join_id, status="done", now=T0, token="c")
+    async with sessions() as session, session.begin():
+        leave = await inbox.claim(session, now=T0, lease=lease, limit=10, token="d")
+    assert len(leave) == 1 and leave[0] > join_id

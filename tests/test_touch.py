@@ -328,7 +328,7 @@ async def test_two_replicas_ticking_together_send_each_step_once(
 
 
 async def test_a_step_due_in_quiet_hours_waits_for_morning(
-    live: LiveApp, emulator: RunningEmulator
+    live: LiveApp, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
     await join(live, "wmSilent")
     day0 = await joined_local_date(live, "wmSilent")
@@ -342,7 +342,96 @@ async def test_a_step_due_in_quiet_hours_waits_for_morning(
     final = next(s for s in history[0]["steps"] if s["step_key"] == "d7-feedback")
     assert final["status"] == "pending"
     assert datetime.fromisoformat(final["due_at"]).astimezone(SH).time() == time(8, 0)
+    assert after_late == sent_before  # nothing at all goes out at 23:30
     morning = datetime.combine(day0 + timedelta(days=8), time(8, 30), tzinfo=SH)
     await settle(live, at=morning)
-    assert len(touches(emulator, "wmSilent")) == after_late + 1
-    assert after_late >= sent_before
+    # Everything held back goes in the morning, in order: d1, d3 and d7.
+    assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
+
+
+async def test_all_steps_due_in_one_tick_are_all_sent(
+    live: LiveApp, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    """After downtime every step is due at once; each must still go out, in order."""
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await settle(live, at=evening(day0, 9))
+    steps = default_steps(templates_dir)
+    received = touches(emulator, "wmSilent")
+    assert len(received) == len(steps)
+    assert received[0].startswith("安静的小王，你好")
+    (enrollment,) = (
+        await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)
+    ).json()
+    assert enrollment["status"] == "completed"
+    assert {s["status"] for s in enrollment["steps"]} == {"sent"}
+
+
+async def test_a_template_that_fails_on_real_data_fails_alone(
+    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    """A text that passes `templates check` but breaks for one member is recorded as
+    failed; that member's other steps and everyone else's carry on."""
+    default = templates_dir / "default.yaml"
+    text = default.read_text(encoding="utf-8")
+    # Fine for the checker's sample name (2 characters), a ZeroDivisionError for 3.
+    broken = text.replace(
+        "{{ member.name }}，来「{{ group.name }}」三天了",
+        "{{ member.name }}{{ '' if 100 // (member.name|length - 3) else '' }}"
+        "，来「{{ group.name }}」三天了",
+    )
+    assert broken != text
+    default.write_text(broken, encoding="utf-8")
+    emulator.state.add_members(GROUP, [{"userid": "wmThree", "name": "阿三哥"}])
+    async with live_app(settings, background=False) as live:
+        await live.http.put(
+            f"/admin/groups/{GROUP}",
+            headers=AUTH,
+            json={"name": "运营研习社", "channel": {"type": "webhook", "key": "tk"}},
+        )
+        await join(live, "wmThree", "wmSilent")
+        day0 = await joined_local_date(live, "wmSilent")
+        await settle(live, at=evening(day0, 9))
+        history = (await live.http.get("/admin/members/wmThree/enrollments", headers=AUTH)).json()
+    statuses = {s["step_key"]: (s["status"], s["reason"]) for s in history[0]["steps"]}
+    assert statuses["d3-intro"][0] == "failed"
+    assert "ZeroDivisionError" in statuses["d3-intro"][1]
+    assert statuses["d7-feedback"][0] == "sent"
+    assert len(touches(emulator, "wmThree")) == len(default_steps(templates_dir)) - 1
+    assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
+
+
+async def test_a_join_processed_after_the_leave_changes_nothing(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    from bot.simulate import change_external_chat_xml
+
+    now = int(datetime.now(UTC).timestamp())
+    old_join = sign_xml(
+        crypto(),
+        change_external_chat_xml(
+            corp_id=CORP_ID,
+            chat_id=GROUP,
+            update_detail="add_member",
+            members=["wmSilent"],
+            create_time=now - 60,
+        ),
+    )
+    emulator.state.remove_member(GROUP, "wmSilent")  # WeCom already shows them gone
+    leave = sign_xml(
+        crypto(),
+        change_external_chat_xml(
+            corp_id=CORP_ID,
+            chat_id=GROUP,
+            update_detail="del_member",
+            members=["wmSilent"],
+            create_time=now - 30,
+        ),
+    )
+    await live.post_callback(leave.params, leave.body)
+    await settle(live)
+    await live.post_callback(old_join.params, old_join.body)  # retried late by WeCom
+    await settle(live)
+    assert (await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)).json() == []
+    members = (await live.http.get(f"/admin/groups/{GROUP}/members", headers=AUTH)).json()
+    assert "wmSilent" not in {m["member_id"] for m in members}

@@ -273,3 +273,45 @@ async def test_welcome_preview(live: LiveApp) -> None:
         f"/admin/groups/{GROUP}/welcome/preview", headers=AUTH, json={"names": []}
     )
     assert empty.status_code == 422
+
+
+async def test_an_admins_none_channel_is_kept(
+    live: LiveApp, emulator: RunningEmulator, clock: Clock
+) -> None:
+    await live.http.put(f"/admin/groups/{GROUP}", headers=AUTH, json={"channel": {"type": "none"}})
+    await join(live, "wmN0")
+    await settle(live)
+    got = (await live.http.get(f"/admin/groups/{GROUP}", headers=AUTH)).json()
+    assert got["channel"] == {"type": "none"}
+    clock.advance(3)
+    await settle(live)
+    assert sent_texts(emulator) == []
+
+
+async def test_customer_group_first_seen_in_a_callback_follows_its_owner(
+    live: LiveApp, emulator: RunningEmulator, clock: Clock
+) -> None:
+    from bot.simulate import change_external_chat_xml, sign_xml
+    from tests.helpers import CORP_ID, crypto
+
+    emulator.state.upsert_group(
+        "wrCustomer", name="客户群", owner="owner-a", members=[{"userid": "wmC1", "name": "客户一"}]
+    )
+    params, body = join_callback("wrCustomer", ["wmC1"])
+    await live.post_callback(params, body)
+    await settle(live)
+    group = (await live.http.get("/admin/groups/wrCustomer", headers=AUTH)).json()
+    assert group["channel"] == {"type": "customer_group"} and group["owner"] == "owner-a"
+    emulator.state.upsert_group("wrCustomer", name="客户群", owner="owner-b")
+    changed = sign_xml(
+        crypto(),
+        change_external_chat_xml(
+            corp_id=CORP_ID, chat_id="wrCustomer", update_detail="change_owner"
+        ),
+    )
+    await live.post_callback(changed.params, changed.body)
+    await settle(live)
+    day_later = clock.now + timedelta(days=1, hours=12)
+    await settle(live, at=day_later)
+    tasks = [r for r in emulator.state.sent_since(0) if r.api == "add_msg_template"]
+    assert tasks and {r.body["sender"] for r in tasks} == {"owner-b"}

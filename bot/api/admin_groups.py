@@ -21,21 +21,24 @@ ChatId = Annotated[str, Path(min_length=1, max_length=128)]
 
 class ChannelIn(BaseModel):
     type: Literal["webhook", "appchat", "customer_group", "none"]
-    key: str | None = Field(default=None, description="robot webhook key (webhook)")
-    sender: str | None = Field(default=None, description="owner userid (customer_group)")
+    key: str | None = Field(default=None, max_length=150, description="robot webhook key (webhook)")
+    sender: str | None = Field(
+        default=None,
+        max_length=128,
+        description="userid who confirms the group's mass sends (customer_group); "
+        "omit it to use whoever owns the group at the time",
+    )
 
     @model_validator(mode="after")
     def _required(self) -> ChannelIn:
         if self.type == "webhook" and not self.key:
             raise ValueError("a webhook channel needs its robot key")
-        if self.type == "customer_group" and not self.sender:
-            raise ValueError("a customer_group channel needs the sender (group owner userid)")
         return self
 
     def config(self) -> dict[str, Any]:
         if self.type == "webhook":
             return {"key": self.key}
-        if self.type == "customer_group":
+        if self.type == "customer_group" and self.sender:
             return {"sender": self.sender}
         return {}
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -52,8 +52,11 @@ async def list_outbox(
     return [_out(item) for item in (await session.execute(query)).scalars()]
 
 
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 @router.post("/outbox/{item_id}/retry", response_model=OutboxOut)
-async def retry(item_id: int, runtime: RuntimeDep, session: SessionDep) -> OutboxOut:
+async def retry(item_id: RowId, runtime: RuntimeDep, session: SessionDep) -> OutboxOut:
     item = await session.get(OutboxItem, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"no outbox row {item_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from datetime import datetime
@@ -50,6 +51,7 @@ class PlaybooksOut(BaseModel):
 
 
 SECTIONS = ("quiet_hours", "welcome", "touch_sequence")
+SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.ya?ml")
 
 
 @router.get("/playbooks", response_model=PlaybooksOut)
@@ -116,7 +118,7 @@ def _issue_lines(issues: list[PlaybookIssue]) -> list[str]:
 async def validate(runtime: RuntimeDep, body: ValidateIn | None = None) -> ValidateOut:
     proposed = body.files if body else {}
     for filename in proposed:
-        if "/" in filename or "\\" in filename or not filename.endswith((".yaml", ".yml")):
+        if not SAFE_FILE_NAME.fullmatch(filename):
             raise HTTPException(status_code=422, detail=f"{filename!r}: a plain *.yaml file name")
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "sop_templates"
@@ -205,13 +207,20 @@ async def preview_welcome(
             ),
         )
     template = welcome.customer_group_template
+    try:
+        text = render_welcome(members, group, welcome, now, tz)
+    except Exception as exc:  # a template that only fails on real data: say so, not 500
+        raise HTTPException(
+            status_code=422,
+            detail=f"playbook {playbook.name}: welcome.text fails for these names: {exc}",
+        ) from None
     return PreviewOut(
         chat_id=chat_id,
         playbook=playbook.name,
         channel=group.channel_type,
         posts_to_group=caps.can_post and not customer,
         note=note,
-        text=render_welcome(members, group, welcome, now, tz),
+        text=text,
         private_text=private_text,
         customer_group_template=template.text if template else None,
     )

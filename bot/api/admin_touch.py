@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -13,6 +14,9 @@ from handlers.touch import end_enrollments
 from storage.models import Enrollment, TouchStep
 
 router = APIRouter(prefix="/admin", tags=["admin: touch sequence"], dependencies=[AdminDep])
+
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class StepOut(BaseModel):
@@ -71,7 +75,7 @@ async def member_enrollments(
 
 
 @router.get("/enrollments/{enrollment_id}", response_model=EnrollmentOut)
-async def get_enrollment(enrollment_id: int, session: SessionDep) -> EnrollmentOut:
+async def get_enrollment(enrollment_id: RowId, session: SessionDep) -> EnrollmentOut:
     enrollment = await session.get(Enrollment, enrollment_id)
     if enrollment is None:
         raise HTTPException(status_code=404, detail=f"no enrollment {enrollment_id}")
@@ -80,7 +84,7 @@ async def get_enrollment(enrollment_id: int, session: SessionDep) -> EnrollmentO
 
 @router.post("/enrollments/{enrollment_id}/cancel", response_model=EnrollmentOut)
 async def cancel_enrollment(
-    enrollment_id: int, runtime: RuntimeDep, session: SessionDep
+    enrollment_id: RowId, runtime: RuntimeDep, session: SessionDep
 ) -> EnrollmentOut:
     enrollment = await session.get(Enrollment, enrollment_id)
     if enrollment is None:

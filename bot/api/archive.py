@@ -27,7 +27,7 @@ async def archive(request: Request, runtime: RuntimeDep) -> ArchiveResult:
     body = await read_limited_body(request, MAX_ARCHIVE_BYTES)
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise HTTPException(status_code=400, detail="body is not JSON") from None
     if not isinstance(data, list):
         raise HTTPException(status_code=400, detail="body must be a JSON array of records")

@@ -10,7 +10,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 
 from bot.api.deps import MAX_CALLBACK_BYTES, RuntimeDep, read_limited_body
 from bot.runtime import Runtime
@@ -75,7 +75,12 @@ async def _signed_body(
     return body, sig, ts, nonce
 
 
+MAX_CHAT_ID = 128
+
+
 async def _store(runtime: Runtime, path: str, incoming: Incoming) -> bool:
+    if incoming.chat_id is not None and len(incoming.chat_id) > MAX_CHAT_ID:
+        raise _fail(runtime, path, 400, f"chat id longer than {MAX_CHAT_ID} characters")
     async with runtime.sessions() as session, session.begin():
         stored = await incoming.store(session, now=runtime.clock())
     runtime.metrics.callbacks.labels(path, "stored" if stored else "duplicate").inc()
@@ -162,7 +167,7 @@ async def aibot_receive(
     )
     try:
         envelope: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _fail(runtime, path, 400, "body is not JSON") from None
     encrypted = envelope.get("encrypt") if isinstance(envelope, dict) else None
     if not isinstance(encrypted, str) or not encrypted:
@@ -174,10 +179,10 @@ async def aibot_receive(
         payload = json.loads(plaintext)
     except CryptoError as exc:
         raise _fail(runtime, path, 403, f"verification failed: {exc}") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _fail(runtime, path, 400, "decrypted payload is not JSON") from None
     if not isinstance(payload, dict):
         raise _fail(runtime, path, 400, "decrypted payload is not a JSON object")
     await _store(runtime, path, normalize_aibot(payload, plaintext))
-    # An empty answer is allowed; the reply goes later through response_url.
-    return JSONResponse({}, status_code=200)
+    # An empty answer ("空包") is allowed; the reply goes later through response_url.
+    return Response(status_code=200)

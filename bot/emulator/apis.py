@@ -132,7 +132,14 @@ def add_msg_template(state: EmulatorState, query: Mapping[str, str], body: JSOND
         check_content(text, "text.content", MSG_TEMPLATE_TEXT_LIMIT)
     # WeCom lists what it could not reach; for groups, a chat the emulator doesn't know.
     fail_list = [c for c in chat_ids if c not in state.groups] if chat_type == "group" else []
-    target = ",".join(map(str, chat_ids)) if chat_type == "group" and chat_ids else str(sender)
+    # The target is who it reaches: the chats, the customers, else the member asked to pick.
+    customers = body.get("external_userid") or []
+    if chat_type == "group" and chat_ids:
+        target = ",".join(map(str, chat_ids))
+    elif chat_type != "group" and isinstance(customers, list) and customers:
+        target = ",".join(map(str, customers))
+    else:
+        target = str(sender)
     state.record("add_msg_template", target, body)
     return {"fail_list": fail_list, "msgid": _new_id()}
 

@@ -15,13 +15,13 @@ from handlers.events import Message
 class ArchiveRecord(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    msgid: str = Field(min_length=1)
-    action: str = "send"
-    sender: str = Field(default="", alias="from")
+    msgid: str = Field(min_length=1, max_length=180)
+    action: str = Field(default="send", max_length=40)
+    sender: str = Field(default="", alias="from", max_length=128)
     tolist: list[str] = Field(default_factory=list)
-    roomid: str = ""
-    msgtime: int = 0
-    msgtype: str = ""
+    roomid: str = Field(default="", max_length=128)
+    msgtime: int = Field(default=0, ge=0, le=10**14, description="milliseconds since the epoch")
+    msgtype: str = Field(default="", max_length=40)
 
 
 def normalize_archive(record: ArchiveRecord, raw: dict[str, Any]) -> Incoming:

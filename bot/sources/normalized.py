@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.events import Event
 from storage import inbox
+
+MAX_DEDUP_KEY = 200  # the inbox column's width
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,13 @@ class Incoming:
 
     async def store(self, session: AsyncSession, *, now: datetime) -> bool:
         """Into the inbox once per dedup key; True when this call stored it."""
+        key = self.dedup_key
+        if len(key) > MAX_DEDUP_KEY:  # an outsized MsgId still dedups, by its hash
+            key = "sha:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
         return await inbox.insert_once(
             session,
             source=self.source,
-            dedup_key=self.dedup_key,
+            dedup_key=key,
             raw=self.raw,
             event_type=self.event_type,
             event=self.event.model_dump(mode="json") if self.event else None,
