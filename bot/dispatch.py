@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.claims import new_token
 from bot.metrics import Metrics
 from bot.polling import PollingWorker
 from bot.wecom.client import WeComClient
@@ -75,7 +75,7 @@ class Dispatcher(PollingWorker):
     async def run_once(self) -> int:
         """Claim and handle one batch; returns how many rows were handled."""
         now = self.clock()
-        token = uuid.uuid4().hex
+        token = new_token()
         async with self.sessions() as session, session.begin():
             ids = await outbox.claim(
                 session, now=now, lease=self.lease, limit=self.batch_size, token=token

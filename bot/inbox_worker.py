@@ -7,13 +7,13 @@ Handlers and the "done" mark commit in one transaction, so an event's effects
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.claims import new_token
 from bot.directory import GroupDirectory, GroupSnapshot, enrich
 from bot.metrics import Metrics
 from bot.polling import PollingWorker
@@ -75,7 +75,7 @@ class InboxProcessor(PollingWorker):
         self.batch_size = batch_size
 
     async def run_once(self) -> int:
-        token = uuid.uuid4().hex
+        token = new_token()
         async with self.sessions() as session, session.begin():
             ids = await inbox.claim(
                 session, now=self.clock(), lease=self.lease, limit=self.batch_size, token=token

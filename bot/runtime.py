@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.claims import holder_is_gone
 from bot.directory import GroupDirectory, GroupSnapshot
 from bot.dispatch import Dispatcher
 from bot.inbox_worker import InboxProcessor
@@ -119,8 +120,8 @@ class Runtime:
         now = self.clock()
         async with self.sessions() as session, session.begin():
             if self.engine.dialect.name == "sqlite":
-                released = await outbox.release_leases(session)
-                released += await inbox.release_leases(session)
+                released = await outbox.release_leases(session, holder_is_gone=holder_is_gone)
+                released += await inbox.release_leases(session, holder_is_gone=holder_is_gone)
                 if released:
                     log.info("released %d claim(s) left by a previous run", released)
             woken = await outbox.wake_network_failures(session, now=now)

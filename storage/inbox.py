@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -140,11 +141,23 @@ async def counts_by_status(session: AsyncSession) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-async def release_leases(session: AsyncSession) -> int:
-    """Give back every claim; only safe when no other process can hold one (SQLite)."""
+async def release_leases(
+    session: AsyncSession, *, holder_is_gone: Callable[[str | None], bool]
+) -> int:
+    """Give back the claims whose holder process is gone (SQLite: one machine, so the
+    check is exact). Claims of a live process, such as a running `tick`, stay."""
+    held = await session.execute(
+        select(InboxItem.claimed_by).where(InboxItem.status == "processing").distinct()
+    )
+    gone = [token for token in held.scalars() if holder_is_gone(token)]
+    if not gone:
+        return 0
+    stale: ColumnElement[bool] = InboxItem.claimed_by.in_([t for t in gone if t is not None])
+    if None in gone:
+        stale = or_(stale, InboxItem.claimed_by.is_(None))
     result = await session.execute(
         update(InboxItem)
-        .where(InboxItem.status == "processing")
+        .where(InboxItem.status == "processing", stale)
         .values(status="pending", locked_until=None, claimed_by=None)
         .returning(InboxItem.id)
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -274,11 +275,23 @@ async def depth_and_age(session: AsyncSession, *, now: datetime) -> tuple[int, f
     return int(count), age
 
 
-async def release_leases(session: AsyncSession) -> int:
-    """Give back every claim; only safe when no other process can hold one (SQLite)."""
+async def release_leases(
+    session: AsyncSession, *, holder_is_gone: Callable[[str | None], bool]
+) -> int:
+    """Give back the claims whose holder process is gone (SQLite: one machine, so the
+    check is exact). Claims of a live process, such as a running `tick`, stay."""
+    held = await session.execute(
+        select(OutboxItem.claimed_by).where(OutboxItem.status == "sending").distinct()
+    )
+    gone = [token for token in held.scalars() if holder_is_gone(token)]
+    if not gone:
+        return 0
+    stale: ColumnElement[bool] = OutboxItem.claimed_by.in_([t for t in gone if t is not None])
+    if None in gone:
+        stale = or_(stale, OutboxItem.claimed_by.is_(None))
     result = await session.execute(
         update(OutboxItem)
-        .where(OutboxItem.status == "sending")
+        .where(OutboxItem.status == "sending", stale)
         .values(status="pending", locked_until=None, claimed_by=None)
         .returning(OutboxItem.id)
     )

@@ -334,3 +334,40 @@ async def test_inbox_takes_a_chats_events_in_order(
     async with sessions() as session, session.begin():
         leave = await inbox.claim(session, now=T0, lease=lease, limit=10, token="d")
     assert len(leave) == 1 and leave[0] > join_id
+
+
+def test_claim_tokens_name_their_process() -> None:
+    import subprocess
+    import sys
+
+    from bot.claims import holder_is_gone, new_token
+
+    assert not holder_is_gone(new_token())  # this process
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert holder_is_gone(f"{finished.stdout.strip()}-abc")
+    assert holder_is_gone(None) and holder_is_gone("garbage") and holder_is_gone("x-1")
+
+
+async def test_restart_releases_only_claims_of_processes_that_are_gone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    lease = timedelta(seconds=30)
+    async with sessions() as session, session.begin():
+        dead = await outbox.enqueue(session, _msg(order="a"), now=T0)
+        alive = await outbox.enqueue(session, _msg(order="b"), now=T0)
+    async with sessions() as session, session.begin():
+        await outbox.claim(session, now=T0, lease=lease, limit=1, token="dead-1")
+        await outbox.claim(session, now=T0, lease=lease, limit=1, token="alive-1")
+    async with sessions() as session, session.begin():
+        released = await outbox.release_leases(
+            session, holder_is_gone=lambda token: token == "dead-1"
+        )
+    assert released == 1
+    async with sessions() as session:
+        assert (await session.get(OutboxItem, dead.id)).status == "pending"  # type: ignore[union-attr]
+        assert (await session.get(OutboxItem, alive.id)).status == "sending"  # type: ignore[union-attr]
