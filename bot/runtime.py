@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.claims import holder_is_gone
@@ -30,6 +30,7 @@ from bot.wiring import build_registry
 from handlers.playbooks import PlaybookSet, PlaybookStore
 from scheduler.tick import TickReport, run_tick
 from storage import db, inbox, outbox
+from storage.models import WelcomeBatch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class Runtime:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     templates_synced_version: int = -1
     templates_dirty: bool = True
+    _welcome_timer: asyncio.TimerHandle | None = None
+    _timed_ticks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
     def playbook_set(self) -> PlaybookSet:
@@ -132,7 +135,38 @@ class Runtime:
         async with self.sessions() as session:
             await session.execute(text("SELECT 1"))
 
+    def after_inbox_round(self) -> None:
+        self.dispatcher.wake()
+        task = asyncio.create_task(self._arm_welcome_timer())
+        self._timed_ticks.add(task)
+        task.add_done_callback(self._timed_ticks.discard)
+
+    async def _arm_welcome_timer(self) -> None:
+        """Tick exactly when the earliest welcome batch is due, not up to a tick later."""
+        async with self.sessions() as session:
+            due = await session.scalar(
+                select(func.min(WelcomeBatch.due_at)).where(WelcomeBatch.status == "open")
+            )
+        if due is None or self.stop_event.is_set():
+            return
+        delay = max(0.0, (due - self.clock()).total_seconds()) + 0.05
+        if self._welcome_timer is not None:
+            self._welcome_timer.cancel()
+        self._welcome_timer = asyncio.get_running_loop().call_later(delay, self._timed_tick)
+
+    def _timed_tick(self) -> None:
+        async def run() -> None:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("timed tick failed")
+
+        task = asyncio.create_task(run())
+        self._timed_ticks.add(task)
+        task.add_done_callback(self._timed_ticks.discard)
+
     def start_background(self) -> None:
+        self.inbox.on_processed = self.after_inbox_round
         loop_tasks = [
             self.inbox.run_forever(self.stop_event),
             self.dispatcher.run_forever(self.stop_event),
@@ -142,6 +176,10 @@ class Runtime:
 
     async def aclose(self) -> None:
         self.stop_event.set()
+        if self._welcome_timer is not None:
+            self._welcome_timer.cancel()
+        for pending in list(self._timed_ticks):
+            pending.cancel()
         self.inbox.wake()
         self.dispatcher.wake()
         for task in self.tasks:
