@@ -407,3 +407,24 @@ async def test_outsized_ids_are_stored_safely(live: LiveApp) -> None:
     )
     assert (await live.post_callback(long_chat.params, long_chat.body)).status_code == 400
     assert await inbox_count(live) == 1
+
+
+async def test_aibot_url_verification_uses_an_empty_receive_id(live: LiveApp) -> None:
+    aibot = WeComCrypto(TOKEN, AES_KEY, "")
+    echo = aibot.encrypt("4213897530182391")
+    params = {
+        "msg_signature": aibot.sign("1700000000", "n1", echo),
+        "timestamp": "1700000000",
+        "nonce": "n1",
+        "echostr": echo,
+    }
+    ok = await live.http.get("/wecom/aibot/callback", params=params)
+    assert ok.status_code == 200 and ok.text == "4213897530182391"
+    corp_style = WeComCrypto(TOKEN, AES_KEY, CORP_ID).encrypt("1")
+    params["echostr"] = corp_style
+    params["msg_signature"] = aibot.sign("1700000000", "n1", corp_style)
+    assert (await live.http.get("/wecom/aibot/callback", params=params)).status_code == 403
+    missing = await live.http.get(
+        "/wecom/aibot/callback", params={k: v for k, v in params.items() if k != "echostr"}
+    )
+    assert missing.status_code == 400

@@ -40,20 +40,24 @@ def _crypto(runtime: Runtime, *, aibot: bool) -> WeComCrypto:
 def _verify_echo(
     runtime: Runtime,
     path: str,
-    crypto: WeComCrypto,
+    *,
+    aibot: bool,
     sig: str | None,
     ts: str | None,
     nonce: str | None,
     echostr: str | None,
-) -> str:
+) -> PlainTextResponse:
+    """URL verification: the decrypted echostr, as plain text (no quotes, no newline)."""
     if not sig or not ts or not nonce:
         raise _fail(runtime, path, 403, "missing signature parameters")
     if echostr is None:
         raise _fail(runtime, path, 400, "missing echostr")
     try:
-        return crypto.verify_and_decrypt(sig, ts, nonce, echostr)
+        plain = _crypto(runtime, aibot=aibot).verify_and_decrypt(sig, ts, nonce, echostr)
     except CryptoError as exc:
         raise _fail(runtime, path, 403, f"verification failed: {exc}") from None
+    runtime.metrics.callbacks.labels(path, "verified").inc()
+    return PlainTextResponse(plain)
 
 
 async def _signed_body(
@@ -97,12 +101,15 @@ async def verify_url(
     nonce: str | None = None,
     echostr: str | None = None,
 ) -> PlainTextResponse:
-    path = "/wecom/callback"
-    plain = _verify_echo(
-        runtime, path, _crypto(runtime, aibot=False), msg_signature, timestamp, nonce, echostr
+    return _verify_echo(
+        runtime,
+        "/wecom/callback",
+        aibot=False,
+        sig=msg_signature,
+        ts=timestamp,
+        nonce=nonce,
+        echostr=echostr,
     )
-    runtime.metrics.callbacks.labels(path, "verified").inc()
-    return PlainTextResponse(plain)
 
 
 @router.post("/wecom/callback", response_class=PlainTextResponse)
@@ -145,12 +152,15 @@ async def aibot_verify_url(
     nonce: str | None = None,
     echostr: str | None = None,
 ) -> PlainTextResponse:
-    path = "/wecom/aibot/callback"
-    plain = _verify_echo(
-        runtime, path, _crypto(runtime, aibot=True), msg_signature, timestamp, nonce, echostr
+    return _verify_echo(
+        runtime,
+        "/wecom/aibot/callback",
+        aibot=True,
+        sig=msg_signature,
+        ts=timestamp,
+        nonce=nonce,
+        echostr=echostr,
     )
-    runtime.metrics.callbacks.labels(path, "verified").inc()
-    return PlainTextResponse(plain)
 
 
 @router.post("/wecom/aibot/callback")
