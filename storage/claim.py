@@ -10,10 +10,11 @@ SQLite has one writer at a time; the re-checked condition keeps it exact there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -45,3 +46,52 @@ async def claim_ids(
     )
     result = await session.execute(stmt)
     return sorted(result.scalars().all())
+
+
+async def renew_claim(
+    session: AsyncSession,
+    model: Any,
+    item_id: int,
+    *,
+    held_status: str,
+    token: str,
+    now: datetime,
+    lease: timedelta,
+) -> bool:
+    """Extend our lease right before working on a row; False when it is no longer ours
+    (our lease ran out while earlier rows of the batch were worked on, and another
+    worker claimed it)."""
+    result = await session.execute(
+        update(model)
+        .where(model.id == item_id, model.status == held_status, model.claimed_by == token)
+        .values(locked_until=now + lease)
+        .returning(model.id)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def release_dead_claims(
+    session: AsyncSession,
+    model: Any,
+    *,
+    held_status: str,
+    holder_is_gone: Callable[[str | None], bool],
+) -> int:
+    """Give back the claims whose holder process is gone (SQLite: one machine, so the
+    check is exact). Claims of a live process, such as a running `tick`, stay."""
+    held = await session.execute(
+        select(model.claimed_by).where(model.status == held_status).distinct()
+    )
+    gone = [token for token in held.scalars() if holder_is_gone(token)]
+    if not gone:
+        return 0
+    stale: ColumnElement[bool] = model.claimed_by.in_([t for t in gone if t is not None])
+    if None in gone:
+        stale = or_(stale, model.claimed_by.is_(None))
+    result = await session.execute(
+        update(model)
+        .where(model.status == held_status, stale)
+        .values(status="pending", locked_until=None, claimed_by=None)
+        .returning(model.id)
+    )
+    return len(result.scalars().all())

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.claim import claim_ids
+from storage.claim import claim_ids, release_dead_claims, renew_claim
 from storage.models import InboxItem
 
 
@@ -91,18 +91,9 @@ async def claim(
 async def renew(
     session: AsyncSession, item_id: int, *, token: str, now: datetime, lease: timedelta
 ) -> bool:
-    """Extend our lease before working on the row; False if another worker holds it now."""
-    result = await session.execute(
-        update(InboxItem)
-        .where(
-            InboxItem.id == item_id,
-            InboxItem.status == "processing",
-            InboxItem.claimed_by == token,
-        )
-        .values(locked_until=now + lease)
-        .returning(InboxItem.id)
+    return await renew_claim(
+        session, InboxItem, item_id, held_status="processing", token=token, now=now, lease=lease
     )
-    return result.scalar_one_or_none() is not None
 
 
 async def mark(
@@ -144,21 +135,6 @@ async def counts_by_status(session: AsyncSession) -> dict[str, int]:
 async def release_leases(
     session: AsyncSession, *, holder_is_gone: Callable[[str | None], bool]
 ) -> int:
-    """Give back the claims whose holder process is gone (SQLite: one machine, so the
-    check is exact). Claims of a live process, such as a running `tick`, stay."""
-    held = await session.execute(
-        select(InboxItem.claimed_by).where(InboxItem.status == "processing").distinct()
+    return await release_dead_claims(
+        session, InboxItem, held_status="processing", holder_is_gone=holder_is_gone
     )
-    gone = [token for token in held.scalars() if holder_is_gone(token)]
-    if not gone:
-        return 0
-    stale: ColumnElement[bool] = InboxItem.claimed_by.in_([t for t in gone if t is not None])
-    if None in gone:
-        stale = or_(stale, InboxItem.claimed_by.is_(None))
-    result = await session.execute(
-        update(InboxItem)
-        .where(InboxItem.status == "processing", stale)
-        .values(status="pending", locked_until=None, claimed_by=None)
-        .returning(InboxItem.id)
-    )
-    return len(result.scalars().all())

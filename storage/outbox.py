@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.claim import claim_ids
+from storage.claim import claim_ids, release_dead_claims, renew_claim
 from storage.models import OutboxItem, RateEvent, RatePause
 
 ACTIVE = ("pending", "sending")
@@ -88,25 +88,12 @@ async def claim(
     )
 
 
-def _held(item_id: int, token: str) -> Any:
-    return and_(
-        OutboxItem.id == item_id, OutboxItem.status == "sending", OutboxItem.claimed_by == token
-    )
-
-
 async def renew(
     session: AsyncSession, item_id: int, *, token: str, now: datetime, lease: timedelta
 ) -> bool:
-    """Extend our lease right before working on the row; False if it is no longer ours
-    (our lease ran out while earlier rows of the batch were being sent, and another
-    worker claimed it)."""
-    result = await session.execute(
-        update(OutboxItem)
-        .where(_held(item_id, token))
-        .values(locked_until=now + lease)
-        .returning(OutboxItem.id)
+    return await renew_claim(
+        session, OutboxItem, item_id, held_status="sending", token=token, now=now, lease=lease
     )
-    return result.scalar_one_or_none() is not None
 
 
 async def statuses(session: AsyncSession, ids: list[int]) -> dict[int, str]:
@@ -278,21 +265,6 @@ async def depth_and_age(session: AsyncSession, *, now: datetime) -> tuple[int, f
 async def release_leases(
     session: AsyncSession, *, holder_is_gone: Callable[[str | None], bool]
 ) -> int:
-    """Give back the claims whose holder process is gone (SQLite: one machine, so the
-    check is exact). Claims of a live process, such as a running `tick`, stay."""
-    held = await session.execute(
-        select(OutboxItem.claimed_by).where(OutboxItem.status == "sending").distinct()
+    return await release_dead_claims(
+        session, OutboxItem, held_status="sending", holder_is_gone=holder_is_gone
     )
-    gone = [token for token in held.scalars() if holder_is_gone(token)]
-    if not gone:
-        return 0
-    stale: ColumnElement[bool] = OutboxItem.claimed_by.in_([t for t in gone if t is not None])
-    if None in gone:
-        stale = or_(stale, OutboxItem.claimed_by.is_(None))
-    result = await session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.status == "sending", stale)
-        .values(status="pending", locked_until=None, claimed_by=None)
-        .returning(OutboxItem.id)
-    )
-    return len(result.scalars().all())
