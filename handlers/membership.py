@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from handlers.context import Context
 from handlers.events import (
     Event,
@@ -14,6 +12,7 @@ from handlers.events import (
     MemberLeft,
     Message,
 )
+from storage.members import get_membership
 from storage.models import Group, Membership
 
 
@@ -35,18 +34,11 @@ async def get_or_create_group(ctx: Context, chat_id: str) -> Group:
     return group
 
 
-async def get_membership(ctx: Context, chat_id: str, member_id: str) -> Membership | None:
-    result = await ctx.session.execute(
-        select(Membership).where(Membership.chat_id == chat_id, Membership.member_id == member_id)
-    )
-    return result.scalar_one_or_none()
-
-
 async def record_joins(event: Event, ctx: Context) -> str | None:
     assert isinstance(event, MemberJoined) and event.chat_id
     await get_or_create_group(ctx, event.chat_id)
     for info in event.members:
-        row = await get_membership(ctx, event.chat_id, info.id)
+        row = await get_membership(ctx.session, event.chat_id, info.id)
         joined_at = info.join_time or event.occurred_at
         if row is None:
             ctx.session.add(
@@ -84,7 +76,7 @@ async def record_joins(event: Event, ctx: Context) -> str | None:
 async def record_leaves(event: Event, ctx: Context) -> str | None:
     assert isinstance(event, MemberLeft) and event.chat_id
     for member_id in event.member_ids:
-        row = await get_membership(ctx, event.chat_id, member_id)
+        row = await get_membership(ctx.session, event.chat_id, member_id)
         if row is None:
             ctx.session.add(
                 Membership(
@@ -109,7 +101,7 @@ async def record_message(event: Event, ctx: Context) -> str | None:
     assert isinstance(event, Message)
     if not event.chat_id or event.chat_type != "group":
         return None
-    row = await get_membership(ctx, event.chat_id, event.sender)
+    row = await get_membership(ctx.session, event.chat_id, event.sender)
     if row is not None:
         row.message_count += 1
         row.last_message_at = event.occurred_at

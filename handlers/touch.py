@@ -22,7 +22,7 @@ from handlers.channels import (
 )
 from handlers.context import Context
 from handlers.events import Event, MemberJoined, MemberLeft, Message
-from handlers.membership import get_membership, get_or_create_group
+from handlers.membership import get_or_create_group
 from handlers.playbooks import (
     PlaybookSet,
     QuietHours,
@@ -34,6 +34,7 @@ from handlers.playbooks import (
 from handlers.playbooks import TouchStep as StepSpec
 from handlers.welcome import group_vars
 from storage import outbox
+from storage.members import get_membership
 from storage.models import Enrollment, Group, Membership, TouchStep
 
 OPT_OUT_WORDS = frozenset({"退订", "td", "TD", "取消提醒", "不要再发"})
@@ -120,7 +121,7 @@ async def on_member_joined(event: Event, ctx: Context) -> str | None:
     if sequence is None or not sequence.enabled or not sequence.steps:
         return None
     for info in event.members:
-        membership = await get_membership(ctx, event.chat_id, info.id)
+        membership = await get_membership(ctx.session, event.chat_id, info.id)
         if (
             membership is None
             or membership.left_at is not None  # a stale join, already followed by a leave
@@ -272,14 +273,7 @@ async def _run_step(
     tz: Any,
 ) -> StepOutcome:
     group = await session.get(Group, enrollment.chat_id)
-    membership = (
-        await session.execute(
-            select(Membership).where(
-                Membership.chat_id == enrollment.chat_id,
-                Membership.member_id == enrollment.member_id,
-            )
-        )
-    ).scalar_one_or_none()
+    membership = await get_membership(session, enrollment.chat_id, enrollment.member_id)
     playbook = playbooks.playbooks.get(enrollment.playbook)
     sequence = playbook.touch_sequence if playbook else None
     spec = next((s for s in (sequence.steps if sequence else []) if s.key == step.step_key), None)

@@ -22,7 +22,7 @@ from handlers.channels import (
 )
 from handlers.context import Context
 from handlers.events import Event, MemberJoined
-from handlers.membership import get_membership, get_or_create_group
+from handlers.membership import get_or_create_group
 from handlers.playbooks import (
     GroupVars,
     Playbook,
@@ -35,6 +35,7 @@ from handlers.playbooks import (
     welcome_variables,
 )
 from storage import outbox
+from storage.members import get_membership, memberships_of
 from storage.models import Group, Membership, WelcomeBatch
 
 # --- pure decisions ---------------------------------------------------------------
@@ -154,7 +155,7 @@ async def on_member_joined(event: Event, ctx: Context) -> str | None:
         return None
     newcomers: list[dict[str, Any]] = []
     for info in event.members:
-        membership = await get_membership(ctx, event.chat_id, info.id)
+        membership = await get_membership(ctx.session, event.chat_id, info.id)
         candidate = Candidate(
             member_id=info.id,
             name=info.display_name,
@@ -230,7 +231,12 @@ async def flush_batch(
     if deferred > instant:
         batch.due_at = deferred
         return FlushResult("deferred", f"quiet hours: postponed to {deferred.isoformat()}")
-    members = await _still_present(session, batch)
+    # One query for the batch's rows; they decide who is still here, how each is
+    # messaged privately, and get welcomed_at.
+    rows = await memberships_of(session, batch.chat_id, [m["id"] for m in batch.members])
+    members = [
+        m for m in batch.members if (row := rows.get(m["id"])) is None or row.left_at is None
+    ]
     if not members:
         return _close(batch, now, "skipped", "every newcomer already left")
     ids: list[int] = []
@@ -254,10 +260,11 @@ async def flush_batch(
                 ids.append((await outbox.enqueue(session, message, now=now)).id)
         except CannotPost as exc:
             notes.append(f"group welcome not posted: {exc}")
-    ids.extend(await _private_welcomes(session, batch, group, welcome, members, now, tz, notes))
+    ids.extend(
+        await _private_welcomes(session, batch, group, welcome, members, rows, now, tz, notes)
+    )
     for member in members:
-        row = await _membership(session, batch.chat_id, member["id"])
-        if row is not None:
+        if (row := rows.get(member["id"])) is not None:
             row.welcomed_at = now
     result = _close(batch, now, "sent" if ids else "skipped", "; ".join(notes) or "sent")
     if ids:
@@ -272,28 +279,13 @@ def _close(batch: WelcomeBatch, now: datetime, status: str, note: str) -> FlushR
     return FlushResult(status, note)
 
 
-async def _membership(session: AsyncSession, chat_id: str, member_id: str) -> Membership | None:
-    result = await session.execute(
-        select(Membership).where(Membership.chat_id == chat_id, Membership.member_id == member_id)
-    )
-    return result.scalar_one_or_none()
-
-
-async def _still_present(session: AsyncSession, batch: WelcomeBatch) -> list[dict[str, Any]]:
-    present: list[dict[str, Any]] = []
-    for member in batch.members:
-        row = await _membership(session, batch.chat_id, member["id"])
-        if row is None or row.left_at is None:
-            present.append(member)
-    return present
-
-
 async def _private_welcomes(
     session: AsyncSession,
     batch: WelcomeBatch,
     group: Group,
     welcome: WelcomeSection,
     members: list[dict[str, Any]],
+    rows: dict[str, Membership],
     now: datetime,
     tz: Any,
     notes: list[str],
@@ -304,7 +296,7 @@ async def _private_welcomes(
     ids: list[int] = []
     sender = customer_sender(dict(group.channel_config or {}), group.owner)
     for member in members:
-        row = await _membership(session, batch.chat_id, member["id"])
+        row = rows.get(member["id"])
         variables = private_welcome_variables(
             member_vars(member), group_vars(group), today=now.astimezone(tz).date()
         )
