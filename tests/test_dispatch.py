@@ -15,23 +15,12 @@ from bot.emulator.server import RunningEmulator
 from bot.runtime import Runtime, build_runtime
 from storage import outbox
 from storage.models import OutboxItem
-from tests.helpers import configured_settings, sent_texts
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.helpers import Clock, configured_settings, sent_texts
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -20,6 +20,21 @@ from tests.helpers import ADMIN, AES_KEY, AUTH, TOKEN, join_callback, sent_texts
 from tests.procs import cli_env, free_port, run_cli, server, wait_until
 
 
+def configured_env(workdir: Path, *, api_base: str, database_url: str) -> dict[str, str]:
+    """The environment of a real (non-sandbox) deployment pointed at a fake WeCom."""
+    return cli_env(
+        workdir,
+        WECOM_CORP_ID=TEST_CORP_ID,
+        WECOM_CORP_SECRET=TEST_CORP_SECRET,
+        WECOM_AGENT_ID=1000002,
+        WECOM_TOKEN=TOKEN,
+        WECOM_ENCODING_AES_KEY=AES_KEY,
+        WECOM_API_BASE=api_base,
+        DATABASE_URL=database_url,
+        ADMIN_TOKEN=ADMIN,
+    )
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "sop_templates")
@@ -83,16 +98,8 @@ def test_queued_welcome_survives_kill9_while_wecom_is_down(
     workdir: Path, database_url: str
 ) -> None:
     fake_port = free_port()
-    env = cli_env(
-        workdir,
-        WECOM_CORP_ID=TEST_CORP_ID,
-        WECOM_CORP_SECRET=TEST_CORP_SECRET,
-        WECOM_AGENT_ID=1000002,
-        WECOM_TOKEN=TOKEN,
-        WECOM_ENCODING_AES_KEY=AES_KEY,
-        WECOM_API_BASE=f"http://127.0.0.1:{fake_port}",
-        DATABASE_URL=database_url,
-        ADMIN_TOKEN=ADMIN,
+    env = configured_env(
+        workdir, api_base=f"http://127.0.0.1:{fake_port}", database_url=database_url
     )
     port = free_port()
     with server(env, workdir, port) as srv:
@@ -142,17 +149,7 @@ def test_tick_cli_across_eight_days_with_restarts(workdir: Path, database_url: s
     fake.state.upsert_group(
         "wrTicks", name="八天群", owner="owner8", members=[{"userid": "wmEight", "name": "八八"}]
     )
-    env = cli_env(
-        workdir,
-        WECOM_CORP_ID=TEST_CORP_ID,
-        WECOM_CORP_SECRET=TEST_CORP_SECRET,
-        WECOM_AGENT_ID=1000002,
-        WECOM_TOKEN=TOKEN,
-        WECOM_ENCODING_AES_KEY=AES_KEY,
-        WECOM_API_BASE=fake.base_url,
-        DATABASE_URL=database_url,
-        ADMIN_TOKEN=ADMIN,
-    )
+    env = configured_env(workdir, api_base=fake.base_url, database_url=database_url)
     port = free_port()
     try:
         with server(env, workdir, port) as srv:
