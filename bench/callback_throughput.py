@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.simulate import app_text_xml, sign_xml  # noqa: E402
+from bot.sandbox.simulate import app_text_xml, sign_xml  # noqa: E402
 from bot.wecom.crypto import WeComCrypto  # noqa: E402
 
 CORP = "wwBenchCorp"

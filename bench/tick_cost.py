@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from handlers.playbooks import load_playbooks  # noqa: E402
+from bot.config.playbooks import load_playbooks  # noqa: E402
 from scheduler.tick import run_tick  # noqa: E402
 from storage import db  # noqa: E402
 from storage.models import (  # noqa: E402

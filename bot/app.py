@@ -21,9 +21,9 @@ from bot.api import (
     callback,
     health,
 )
-from bot.emulator import EmulatorState, create_emulator_app
+from bot.config.settings import SANDBOX_API_PATH, Settings, generate_admin_token
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
-from bot.settings import SANDBOX_API_PATH, Settings, generate_admin_token
+from bot.sandbox.emulator import EmulatorState, create_emulator_app
 from scheduler.runner import build_scheduler
 from storage.groups import upsert_group
 

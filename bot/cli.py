@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from bot.settings import Settings
+    from bot.config.settings import Settings
 
 app = typer.Typer(
     help="wecom-bot: community operations (社群运营) for WeCom groups.",
@@ -38,7 +38,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _settings(**overrides: Any) -> Settings:
-    from bot.settings import ConfigError, load_settings
+    from bot.config.settings import ConfigError, load_settings
 
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -112,7 +112,7 @@ def _emulator_add(base: str, chat_id: str, members: list[dict[str, Any]]) -> Non
     """In sandbox, tell the emulator who joined, so groupchat/get knows their names."""
     import httpx
 
-    from bot.settings import SANDBOX_API_PATH
+    from bot.config.settings import SANDBOX_API_PATH
 
     root = f"{base}{SANDBOX_API_PATH}/_emulator/groups/{chat_id}"
     try:
@@ -143,7 +143,7 @@ def simulate_join(
     """Members join a group: one change_external_chat add_member callback."""
     import secrets
 
-    from bot.simulate import change_external_chat_xml, sign_xml
+    from bot.sandbox.simulate import change_external_chat_xml, sign_xml
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
@@ -192,8 +192,8 @@ def simulate_leave(
     """Members leave a group: one change_external_chat del_member callback."""
     import httpx
 
-    from bot.settings import SANDBOX_API_PATH
-    from bot.simulate import change_external_chat_xml, sign_xml
+    from bot.config.settings import SANDBOX_API_PATH
+    from bot.sandbox.simulate import change_external_chat_xml, sign_xml
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
@@ -228,7 +228,7 @@ def simulate_message(
     """A message: in a group as an @-mention of the 智能机器人, or privately to the app."""
     import secrets
 
-    from bot.simulate import aibot_text_json, app_text_xml, sign_json, sign_xml
+    from bot.sandbox.simulate import aibot_text_json, app_text_xml, sign_json, sign_xml
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
@@ -327,7 +327,7 @@ def sandbox_sent(
     """What the running sandbox server's emulator has "sent"."""
     import httpx
 
-    from bot.settings import SANDBOX_API_PATH
+    from bot.config.settings import SANDBOX_API_PATH
 
     settings = _settings()
     endpoint = f"{_server_url(settings, url)}{SANDBOX_API_PATH}/_emulator/sent"
@@ -365,7 +365,7 @@ def templates_check(
     directory: Annotated[Path | None, typer.Argument(help="playbook directory")] = None,
 ) -> None:
     """Validate playbooks; exits non-zero with file:line:field for each problem."""
-    from handlers.playbooks.cli import check_command
+    from bot.config.playbooks.cli import check_command
 
     target = directory or Path("./sop_templates")
     code, output = check_command(target)
@@ -376,7 +376,7 @@ def templates_check(
 @templates_app.command("schema")
 def templates_schema() -> None:
     """Print the JSON Schema of a playbook file (for editor autocompletion)."""
-    from handlers.playbooks.cli import schema_command
+    from bot.config.playbooks.cli import schema_command
 
     sys.stdout.write(schema_command() + "\n")
 

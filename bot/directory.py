@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.wecom.client import WeComClient
-from handlers.events import Event, MemberInfo, MemberJoined
+from handlers.core.events import Event, MemberInfo, MemberJoined
 
 log = logging.getLogger(__name__)
 

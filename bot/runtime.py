@@ -18,16 +18,16 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.claims import holder_is_gone
+from bot.config.playbooks import PlaybookSet, PlaybookStore
+from bot.config.settings import Settings
 from bot.directory import GroupDirectory, GroupSnapshot
-from bot.dispatch import Dispatcher
-from bot.inbox_worker import InboxProcessor
 from bot.metrics import Metrics
-from bot.settings import Settings
 from bot.wecom.client import WeComClient
 from bot.welcome_templates import sync_welcome_templates
-from bot.wiring import build_registry
-from handlers.playbooks import PlaybookSet, PlaybookStore
+from bot.workers.claims import holder_is_gone
+from bot.workers.dispatch import Dispatcher
+from bot.workers.inbox import InboxProcessor
+from handlers.wiring import build_registry
 from scheduler.tick import TickReport, run_tick
 from storage import db, inbox, outbox
 from storage.models import WelcomeBatch

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.config.playbooks import PlaybookLoadError, load_playbooks
+from bot.config.settings import SANDBOX_API_PATH, Settings
 from bot.runtime import build_runtime
-from bot.settings import SANDBOX_API_PATH, Settings
-from handlers.playbooks import PlaybookLoadError, load_playbooks
 from storage import outbox
 from storage.db import make_engine, upgrade
 

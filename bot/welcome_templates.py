@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.config.playbooks import PlaybookSet
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError
-from handlers.playbooks import PlaybookSet
 from storage.models import Group, WelcomeTemplate
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.playbooks import PlaybookSet
-from handlers.touch import run_step
-from handlers.welcome import flush_batch
+from bot.config.playbooks import PlaybookSet
+from handlers.features.touch import run_step
+from handlers.features.welcome import flush_batch
 from storage.claim import claim_ids
 from storage.models import TouchStep, WelcomeBatch
 

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.emulator import EmulatorState
-from bot.emulator.server import RunningEmulator, start_emulator_in_thread
-from bot.settings import Settings
+from bot.config.settings import Settings
+from bot.sandbox.emulator import EmulatorState
+from bot.sandbox.emulator.server import RunningEmulator, start_emulator_in_thread
 from storage import db
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ import httpx
 from fastapi import FastAPI
 
 from bot.app import create_app
-from bot.emulator.server import RunningEmulator
+from bot.config.settings import Settings
 from bot.runtime import Runtime
-from bot.settings import Settings
-from bot.simulate import change_external_chat_xml, sign_xml
+from bot.sandbox.emulator.server import RunningEmulator
+from bot.sandbox.simulate import change_external_chat_xml, sign_xml
 from bot.wecom.crypto import WeComCrypto
 from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET, make_settings
 

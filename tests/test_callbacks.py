@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.emulator.server import RunningEmulator
-from bot.simulate import aibot_text_json, sign_json, sign_xml
+from bot.sandbox.emulator.server import RunningEmulator
+from bot.sandbox.simulate import aibot_text_json, sign_json, sign_xml
 from bot.wecom.crypto import WeComCrypto
 from storage.models import InboxItem
 from tests.helpers import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.directory import GroupDirectory, GroupSnapshot, enrich
-from bot.emulator.server import RunningEmulator
+from bot.sandbox.emulator.server import RunningEmulator
 from bot.wecom.client import WeComClient
-from handlers.events import MemberInfo, MemberJoined
+from handlers.core.events import MemberInfo, MemberJoined
 from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET
 
 DOC_SAMPLE = {  # externalcontact/groupchat/get, notes §5.2

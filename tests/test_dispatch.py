@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.dispatch import backoff
-from bot.emulator import Fault
-from bot.emulator.server import RunningEmulator
 from bot.runtime import Runtime, build_runtime
+from bot.sandbox.emulator import Fault
+from bot.sandbox.emulator.server import RunningEmulator
+from bot.workers.dispatch import backoff
 from storage import outbox
 from storage.models import OutboxItem
 from tests.helpers import Clock, configured_settings, sent_texts
@@ -148,8 +148,8 @@ async def test_twenty_a_minute_per_robot(
 async def test_fake_down_then_up(database_url: str, templates_dir: Path, clock: Clock) -> None:
     import socket
 
-    from bot.emulator import EmulatorState
-    from bot.emulator.server import start_emulator_in_thread
+    from bot.sandbox.emulator import EmulatorState
+    from bot.sandbox.emulator.server import start_emulator_in_thread
     from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET
 
     with socket.socket() as sock:

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.emulator import EmulatorState, Fault, create_emulator_app
-from bot.emulator.__main__ import main as emulator_main
-from bot.emulator.server import start_emulator_in_thread
+from bot.sandbox.emulator import EmulatorState, Fault, create_emulator_app
+from bot.sandbox.emulator.__main__ import main as emulator_main
+from bot.sandbox.emulator.server import start_emulator_in_thread
 
 CORP_ID = "wwemulatortest01"
 SECRET = "emulator-test-secret"

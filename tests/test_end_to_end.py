@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.emulator import EmulatorState
-from bot.emulator.server import start_emulator_in_thread
+from bot.sandbox.emulator import EmulatorState
+from bot.sandbox.emulator.server import start_emulator_in_thread
 from storage import db
 from storage.models import OutboxItem
 from tests.conftest import SHIPPED_TEMPLATES, TEST_CORP_ID, TEST_CORP_SECRET

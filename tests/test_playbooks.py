@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.playbooks import (
+from bot.config.playbooks import (
     PlaybookIssue,
     PlaybookLoadError,
     PlaybookSet,

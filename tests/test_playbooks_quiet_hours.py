@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from handlers.playbooks import QuietHours
+from bot.config.playbooks import QuietHours
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT = QuietHours.model_validate({"start": "22:30", "end": "08:00"})

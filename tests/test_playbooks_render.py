@@ -8,7 +8,7 @@ import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
-from handlers.playbooks import (
+from bot.config.playbooks import (
     PRIVATE_WELCOME_VARS,
     TOUCH_VARS,
     WELCOME_VARS,
@@ -23,7 +23,7 @@ from handlers.playbooks import (
     touch_variables,
     welcome_variables,
 )
-from handlers.playbooks.render import (
+from bot.config.playbooks.render import (
     PRIVATE_WELCOME_SAMPLE,
     TOUCH_SAMPLE,
     WELCOME_SAMPLE,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.playbooks import PlaybookLoadError, PlaybookStore
+from bot.config.playbooks import PlaybookLoadError, PlaybookStore
 
 GOOD = 'welcome:\n  text: "欢迎 {{ names }}"\n'
 EDITED = 'welcome:\n  text: "欢迎新朋友 {{ names }}"\n'
@@ -116,7 +116,7 @@ async def test_watch_refuses_a_broken_change_and_logs_it(
     store = PlaybookStore(directory)
     stop = asyncio.Event()
     task = asyncio.create_task(store.watch(stop, debounce_ms=50))
-    caplog.set_level(logging.WARNING, logger="handlers.playbooks.loader")
+    caplog.set_level(logging.WARNING, logger="bot.config.playbooks.loader")
     try:
         async with asyncio.timeout(10):
             while not store.last_issues:

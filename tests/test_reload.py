@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.emulator.server import RunningEmulator
+from bot.sandbox.emulator.server import RunningEmulator
 from tests.helpers import (
     AUTH,
     LiveApp,

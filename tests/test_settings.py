@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SANDBOX_CORP_ID, ConfigError, load_settings
+from bot.config.settings import SANDBOX_CORP_ID, ConfigError, load_settings
 from tests.conftest import make_settings
 
 

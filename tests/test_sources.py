@@ -8,7 +8,7 @@ from bot.sources.aibot import normalize_aibot
 from bot.sources.archive import ArchiveRecord, normalize_archive
 from bot.sources.callback_xml import normalize_callback
 from bot.wecom.xml import XmlError, xml_to_dict
-from handlers.events import (
+from handlers.core.events import (
     GroupCreated,
     GroupDismissed,
     GroupUpdated,

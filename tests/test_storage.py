@@ -340,7 +340,7 @@ def test_claim_tokens_name_their_process() -> None:
     import subprocess
     import sys
 
-    from bot.claims import holder_is_gone, new_token
+    from bot.workers.claims import holder_is_gone, new_token
 
     assert not holder_is_gone(new_token())  # this process
     finished = subprocess.run(

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot.emulator.server import RunningEmulator
-from bot.settings import Settings
-from bot.simulate import app_text_xml, sign_xml
-from handlers.playbooks import QuietHours, TouchStep
-from handlers.touch import StepState, materialize, skip_reason, step_due_at
+from bot.config.playbooks import QuietHours, TouchStep
+from bot.config.settings import Settings
+from bot.sandbox.emulator.server import RunningEmulator
+from bot.sandbox.simulate import app_text_xml, sign_xml
+from handlers.features.touch import StepState, materialize, skip_reason, step_due_at
 from storage.models import Membership
 from tests.helpers import (
     AUTH,
@@ -404,7 +404,7 @@ async def test_a_template_that_fails_on_real_data_fails_alone(
 async def test_a_join_processed_after_the_leave_changes_nothing(
     live: LiveApp, emulator: RunningEmulator
 ) -> None:
-    from bot.simulate import change_external_chat_xml
+    from bot.sandbox.simulate import change_external_chat_xml
 
     now = int(datetime.now(UTC).timestamp())
     old_join = sign_xml(

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 
-from bot.emulator import EmulatorState, Fault
-from bot.emulator.server import RunningEmulator, start_emulator_in_thread
+from bot.sandbox.emulator import EmulatorState, Fault
+from bot.sandbox.emulator.server import RunningEmulator, start_emulator_in_thread
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import TransportError, WeComError, classify
 

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.emulator.server import RunningEmulator
-from handlers.playbooks import QuietHours
-from handlers.welcome import Candidate, batch_due_at, defer_for_quiet_hours, skip_reason
+from bot.config.playbooks import QuietHours
+from bot.sandbox.emulator.server import RunningEmulator
+from handlers.features.welcome import Candidate, batch_due_at, defer_for_quiet_hours, skip_reason
 from tests.helpers import (
     AUTH,
     Clock,
@@ -291,7 +291,7 @@ async def test_an_admins_none_channel_is_kept(
 async def test_customer_group_first_seen_in_a_callback_follows_its_owner(
     live: LiveApp, emulator: RunningEmulator, clock: Clock
 ) -> None:
-    from bot.simulate import change_external_chat_xml, sign_xml
+    from bot.sandbox.simulate import change_external_chat_xml, sign_xml
     from tests.helpers import CORP_ID, crypto
 
     emulator.state.upsert_group(

@@ -15,15 +15,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
-from handlers.channels import CAPABILITIES
-from handlers.playbooks import (
+from bot.config.playbooks import (
     PlaybookIssue,
     PlaybookLoadError,
     load_playbooks,
     private_welcome_variables,
     render_text,
 )
-from handlers.welcome import group_vars, member_vars, render_welcome
+from handlers.channels import CAPABILITIES
+from handlers.features.welcome import group_vars, member_vars, render_welcome
 from storage.models import Group, WelcomeTemplate
 
 router = APIRouter(prefix="/admin", tags=["admin: playbooks"], dependencies=[AdminDep])

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
-from handlers.touch import end_enrollments
+from handlers.features.touch import end_enrollments
 from storage.models import Enrollment, TouchStep
 
 router = APIRouter(prefix="/admin", tags=["admin: touch sequence"], dependencies=[AdminDep])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.sources.normalized import Incoming
-from handlers.events import Message
+from handlers.core.events import Message
 
 _MENTION = re.compile(r"^\s*@\S+\s*")
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.sources.normalized import Incoming
-from handlers.events import Message
+from handlers.core.events import Message
 
 
 class ArchiveRecord(BaseModel):

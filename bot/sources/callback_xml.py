@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.sources.normalized import Incoming
-from handlers.events import (
+from handlers.core.events import (
     Event,
     GroupCreated,
     GroupDismissed,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.events import Event
+from handlers.core.events import Event
 from storage import inbox
 
 MAX_DEDUP_KEY = 200  # the inbox column's width

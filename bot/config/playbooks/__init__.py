@@ -3,8 +3,8 @@ touch sequence and quiet hours. See docs/playbooks.md for the format and
 models.py for how to add a section.
 """
 
-from handlers.playbooks.cli import check_command, schema_command
-from handlers.playbooks.loader import (
+from bot.config.playbooks.cli import check_command, schema_command
+from bot.config.playbooks.loader import (
     PlaybookIssue,
     PlaybookLoadError,
     PlaybookSet,
@@ -12,7 +12,7 @@ from handlers.playbooks.loader import (
     ReloadResult,
     load_playbooks,
 )
-from handlers.playbooks.models import (
+from bot.config.playbooks.models import (
     AppliesTo,
     CustomerGroupTemplate,
     Playbook,
@@ -22,7 +22,7 @@ from handlers.playbooks.models import (
     TouchStep,
     WelcomeSection,
 )
-from handlers.playbooks.render import (
+from bot.config.playbooks.render import (
     PRIVATE_WELCOME_VARS,
     TOUCH_VARS,
     WELCOME_VARS,

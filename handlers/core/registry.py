@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from handlers.context import Context
-from handlers.events import Event
+from handlers.core.context import Context
+from handlers.core.events import Event
 
 STOP = "stop"
 Handler = Callable[[Event, Context], Awaitable[str | None]]

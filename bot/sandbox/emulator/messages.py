@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.emulator.errors import ApiError
+from bot.sandbox.emulator.errors import ApiError
 
 MAX_NEWS_ARTICLES = 8
 MEDIA_TYPES = frozenset({"image", "voice", "video", "file"})

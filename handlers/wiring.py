@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers import membership, touch, welcome
-from handlers.registry import Registry
+from handlers.core.registry import Registry
+from handlers.features import membership, touch, welcome
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
 # (may stop the rest), 20 welcome, 30 touch sequence, 40 lookup/points.

@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from handlers.playbooks.render import (
+from bot.config.playbooks.render import (
     PRIVATE_WELCOME_SAMPLE,
     PRIVATE_WELCOME_VARS,
     TOUCH_SAMPLE,

@@ -7,7 +7,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node
 
-from handlers.playbooks.source import SourceFile, child_node
+from bot.config.playbooks.source import SourceFile, child_node
 
 __all__ = ["NOT_INHERITED", "deep_merge", "locate", "merge_chain", "resolve_chains"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.context import Context
-from handlers.events import (
+from handlers.core.context import Context
+from handlers.core.events import (
     Event,
     GroupCreated,
     GroupDismissed,

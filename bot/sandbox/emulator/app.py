@@ -17,10 +17,10 @@ from http import HTTPStatus
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from bot.emulator import apis
-from bot.emulator.control import control_router
-from bot.emulator.errors import ApiError, error_body
-from bot.emulator.state import TOKEN_OK, EmulatorState, Fault, JSONDict
+from bot.sandbox.emulator import apis
+from bot.sandbox.emulator.control import control_router
+from bot.sandbox.emulator.errors import ApiError, error_body
+from bot.sandbox.emulator.state import TOKEN_OK, EmulatorState, Fault, JSONDict
 
 CONTROL_PREFIX = "/_emulator"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from handlers.playbooks.loader import PlaybookLoadError, load_playbooks
-from handlers.playbooks.models import Playbook
+from bot.config.playbooks.loader import PlaybookLoadError, load_playbooks
+from bot.config.playbooks.models import Playbook
 
 __all__ = ["check_command", "schema_command"]
 

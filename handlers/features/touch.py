@@ -14,16 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.channels import (
-    CannotPost,
-    compose_group_text,
-    compose_private_text,
-    customer_sender,
-)
-from handlers.context import Context
-from handlers.events import Event, MemberJoined, MemberLeft, Message
-from handlers.membership import get_or_create_group
-from handlers.playbooks import (
+from bot.config.playbooks import (
     PlaybookSet,
     QuietHours,
     TouchMemberVars,
@@ -31,8 +22,17 @@ from handlers.playbooks import (
     render_text,
     touch_variables,
 )
-from handlers.playbooks import TouchStep as StepSpec
-from handlers.welcome import group_vars
+from bot.config.playbooks import TouchStep as StepSpec
+from handlers.channels import (
+    CannotPost,
+    compose_group_text,
+    compose_private_text,
+    customer_sender,
+)
+from handlers.core.context import Context
+from handlers.core.events import Event, MemberJoined, MemberLeft, Message
+from handlers.features.membership import get_or_create_group
+from handlers.features.welcome import group_vars
 from storage import outbox
 from storage.members import get_membership
 from storage.models import Enrollment, Group, Membership, TouchStep

@@ -30,11 +30,11 @@ from pydantic_core import ErrorDetails
 from watchfiles import Change, awatch
 from yaml.nodes import ScalarNode
 
-from handlers.playbooks.issues import DIRECTORY, FILE, PlaybookIssue, PlaybookLoadError
-from handlers.playbooks.models import Playbook
-from handlers.playbooks.playbook_set import DEFAULT_PLAYBOOK, PlaybookSet
-from handlers.playbooks.resolve import locate, merge_chain, resolve_chains
-from handlers.playbooks.source import SourceFile, parse_file
+from bot.config.playbooks.issues import DIRECTORY, FILE, PlaybookIssue, PlaybookLoadError
+from bot.config.playbooks.models import Playbook
+from bot.config.playbooks.playbook_set import DEFAULT_PLAYBOOK, PlaybookSet
+from bot.config.playbooks.resolve import locate, merge_chain, resolve_chains
+from bot.config.playbooks.source import SourceFile, parse_file
 
 __all__ = [
     "PlaybookIssue",

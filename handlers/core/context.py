@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.playbooks import PlaybookSet
+from bot.config.playbooks import PlaybookSet
 
 
 @dataclass

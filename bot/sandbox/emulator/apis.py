@@ -20,15 +20,15 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.emulator.errors import ApiError
-from bot.emulator.messages import (
+from bot.sandbox.emulator.errors import ApiError
+from bot.sandbox.emulator.messages import (
     APP_MESSAGE_RULES,
     APPCHAT_RULES,
     WEBHOOK_RULES,
     check_content,
     validate_message,
 )
-from bot.emulator.state import EmulatorState, JSONDict
+from bot.sandbox.emulator.state import EmulatorState, JSONDict
 
 Handler = Callable[[EmulatorState, Mapping[str, str], JSONDict], JSONDict]
 

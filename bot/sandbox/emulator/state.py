@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+from bot.config.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
 
 JSONDict = dict[str, Any]
 

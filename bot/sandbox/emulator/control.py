@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.emulator.state import EmulatorState, Fault, JSONDict
+from bot.sandbox.emulator.state import EmulatorState, Fault, JSONDict
 
 
 class FaultIn(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from handlers.playbooks.models import Playbook
+from bot.config.playbooks.models import Playbook
 
 __all__ = ["DEFAULT_PLAYBOOK", "PlaybookSet"]
 

@@ -14,16 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.channels import (
-    CannotPost,
-    compose_group_text,
-    compose_private_text,
-    customer_sender,
-)
-from handlers.context import Context
-from handlers.events import Event, MemberJoined
-from handlers.membership import get_or_create_group
-from handlers.playbooks import (
+from bot.config.playbooks import (
     GroupVars,
     Playbook,
     PlaybookSet,
@@ -34,6 +25,15 @@ from handlers.playbooks import (
     render_text,
     welcome_variables,
 )
+from handlers.channels import (
+    CannotPost,
+    compose_group_text,
+    compose_private_text,
+    customer_sender,
+)
+from handlers.core.context import Context
+from handlers.core.events import Event, MemberJoined
+from handlers.features.membership import get_or_create_group
 from storage import outbox
 from storage.members import get_membership, memberships_of
 from storage.models import Group, Membership, WelcomeBatch

@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.claims import new_token
+from bot.config.playbooks import PlaybookSet
 from bot.directory import GroupDirectory, GroupSnapshot, enrich
 from bot.metrics import Metrics
-from bot.polling import PollingWorker
 from bot.wecom.errors import WeComError
-from handlers.context import Context
-from handlers.events import Event, GroupCreated, GroupUpdated, MemberJoined, event_from_json
-from handlers.playbooks import PlaybookSet
-from handlers.registry import Registry
+from bot.workers.claims import new_token
+from bot.workers.polling import PollingWorker
+from handlers.core.context import Context
+from handlers.core.events import Event, GroupCreated, GroupUpdated, MemberJoined, event_from_json
+from handlers.core.registry import Registry
 from storage import inbox
 from storage.groups import apply_snapshot
 from storage.models import InboxItem

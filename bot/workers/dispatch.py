@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.claims import new_token
 from bot.metrics import Metrics
-from bot.polling import PollingWorker
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError
+from bot.workers.claims import new_token
+from bot.workers.polling import PollingWorker
 from handlers.channels import rate_limit_for
 from storage import outbox
 from storage.models import OutboxItem

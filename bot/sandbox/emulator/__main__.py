@@ -1,4 +1,4 @@
-"""`python -m bot.emulator --port 9999`: the fake WeCom server on its own, for manual checks.
+"""`python -m bot.sandbox.emulator --port 9999`: the fake WeCom server on its own.
 
 Point the bot at it with WECOM_API_BASE=http://127.0.0.1:9999 and the corp id
 and secret printed at start; read what was "sent" at /_emulator/sent.
@@ -11,15 +11,15 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from bot.emulator.app import CONTROL_PREFIX, create_emulator_app
-from bot.emulator.server import require_loopback
-from bot.emulator.state import EmulatorState
-from bot.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+from bot.config.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+from bot.sandbox.emulator.app import CONTROL_PREFIX, create_emulator_app
+from bot.sandbox.emulator.server import require_loopback
+from bot.sandbox.emulator.state import EmulatorState
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.emulator", description="Run the fake WeCom server API."
+        prog="python -m bot.sandbox.emulator", description="Run the fake WeCom server API."
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=9999)

@@ -11,8 +11,8 @@ from types import TracebackType
 
 import uvicorn
 
-from bot.emulator.app import create_emulator_app
-from bot.emulator.state import EmulatorState
+from bot.sandbox.emulator.app import create_emulator_app
+from bot.sandbox.emulator.state import EmulatorState
 
 
 def require_loopback(host: str) -> None:

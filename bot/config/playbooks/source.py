@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from handlers.playbooks.issues import FILE, ROOT, YAML, PlaybookIssue
+from bot.config.playbooks.issues import FILE, ROOT, YAML, PlaybookIssue
 
 __all__ = ["SourceFile", "child_node", "parse_file"]
 

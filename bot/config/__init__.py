@@ -1,0 +1,1 @@
+"""Configuration: the settings object (environment) and the SOP playbooks (YAML)."""

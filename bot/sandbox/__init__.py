@@ -1,0 +1,1 @@
+"""The sandbox: a built-in WeCom emulator and `simulate`, tools around the service."""

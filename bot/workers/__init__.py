@@ -1,0 +1,1 @@
+"""The background loops: inbox processing and outbox dispatch."""

@@ -1,0 +1,1 @@
+"""What every feature shares: events in, the context, the registry."""

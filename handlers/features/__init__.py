@@ -1,0 +1,1 @@
+"""One module per feature: pure decisions plus the thin I/O that applies them."""
