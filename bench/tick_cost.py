@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.config.playbooks import load_playbooks  # noqa: E402
-from scheduler.tick import run_tick  # noqa: E402
+from handlers.wiring import build_features  # noqa: E402
+from scheduler.engine import DueContext, DueEngine  # noqa: E402
 from storage import db  # noqa: E402
 from storage.models import (  # noqa: E402
     Enrollment,
@@ -121,7 +122,7 @@ async def reset(engine: AsyncEngine, due_ids: list[int]) -> None:
         await conn.execute(
             update(TouchStep)
             .where(TouchStep.id.in_(due_ids))
-            .values(status="pending", reason=None, outbox_id=None, done_at=None)
+            .values(status="pending", reason=None, outbox_id=None, done_at=None, sent_on=None)
         )
         await conn.execute(update(Enrollment).values(status="active", ended_at=None))
         await conn.execute(delete(OutboxItem))
@@ -137,12 +138,14 @@ async def measure(url: str, enrolled: int, due: int, repeat: int) -> list[float]
 
     tz = ZoneInfo("Asia/Shanghai")
     due_ids = await populate(engine, enrolled, due)
+    engine_ = DueEngine(build_features().due_kinds)
     assert len(due_ids) == due, (len(due_ids), due)
     timings = []
     for _ in range(repeat):
         await reset(engine, due_ids)
         start = time.perf_counter()
-        report = await run_tick(sessions, playbooks, at=AT, now=AT, tz=tz)
+        ctx = DueContext(at=AT, now=AT, tz=tz, playbooks=playbooks)
+        report = await engine_.run(sessions, ctx)
         timings.append(time.perf_counter() - start)
         assert report.steps.get("sent") == due, report.steps
     await engine.dispose()

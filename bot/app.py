@@ -89,8 +89,6 @@ def create_app(
             tz=settings.tz,
             tick=runtime.tick,
             tick_seconds=settings.scheduler_tick_seconds,
-            housekeeping=runtime.housekeeping,
-            templates=runtime.sync_templates,
         )
         if start_background:
             runtime.start_background()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,8 +27,11 @@ from bot.welcome_templates import sync_welcome_templates
 from bot.workers.claims import holder_is_gone
 from bot.workers.dispatch import Dispatcher
 from bot.workers.inbox import InboxProcessor
-from handlers.wiring import build_registry
-from scheduler.tick import TickReport, run_tick
+from handlers.features.relevance import unwanted_reason
+from handlers.features.touch import close_finished_enrollments
+from handlers.wiring import build_features
+from scheduler.engine import DueContext, DueEngine, DueReport
+from scheduler.periodic import PeriodicJob, PeriodicKind, make_due_now
 from storage import db, inbox, outbox
 from storage.models import WelcomeBatch
 
@@ -54,8 +57,8 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    templates_synced_version: int = -1
-    templates_dirty: bool = True
+    engine_all: DueEngine = field(default_factory=lambda: DueEngine([]))
+    engine_items: DueEngine = field(default_factory=lambda: DueEngine([]))
     _welcome_timer: asyncio.TimerHandle | None = None
     _timed_ticks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -65,12 +68,14 @@ class Runtime:
         assert current is not None
         return current
 
-    async def tick(self, at: datetime | None = None) -> TickReport:
+    async def tick(self, at: datetime | None = None, *, periodic: bool = True) -> DueReport:
+        """Run the scheduled work due at `at` (default: now). `periodic=False` leaves
+        the housekeeping jobs to the server (the `tick` command)."""
         now = self.clock()
+        engine = self.engine_all if periodic else self.engine_items
+        ctx = DueContext(at=at or now, now=now, tz=self.settings.tz, playbooks=self.playbook_set)
         try:
-            report = await run_tick(
-                self.sessions, self.playbook_set, at=at or now, now=now, tz=self.settings.tz
-            )
+            report = await engine.run(self.sessions, ctx)
         except Exception:
             self.metrics.job_runs.labels("tick", "error").inc()
             raise
@@ -79,43 +84,55 @@ class Runtime:
             self.dispatcher.wake()
         return report
 
-    def playbooks_changed(self) -> None:
-        self.templates_dirty = True
+    async def playbooks_changed(self) -> None:
+        """Templates follow the playbooks: make their sync due now."""
+        async with self.sessions() as session, session.begin():
+            await make_due_now(session, "welcome_templates", now=self.clock())
 
     async def sync_templates(self) -> dict[str, str]:
-        """Bring WeCom's welcome templates in line with the playbooks when they changed."""
-        version = self.playbooks.version
-        if not self.templates_dirty and version == self.templates_synced_version:
-            return {}
-        async with self.engine.connect() as lock_conn:
-            if self.engine.dialect.name == "postgresql":
-                # One replica at a time: two concurrent `add`s would create two templates
-                # (100 per corp) and notify every owner twice.
-                got = await lock_conn.scalar(
-                    text("SELECT pg_try_advisory_lock(hashtext('wecom-bot:welcome-templates'))")
-                )
-                if not got:
-                    return {}
-            try:
-                outcome = await sync_welcome_templates(
-                    self.sessions, self.client, self.playbook_set, now=self.clock()
-                )
-            finally:
-                if self.engine.dialect.name == "postgresql":
-                    await lock_conn.execute(
-                        text("SELECT pg_advisory_unlock(hashtext('wecom-bot:welcome-templates'))")
-                    )
-        failed = any(result.startswith("failed") for result in outcome.values())
-        self.templates_dirty = failed
-        self.templates_synced_version = version
+        """Bring WeCom's welcome templates in line with the playbooks and the customer
+        groups we know (cheap when nothing differs: hashes are compared first)."""
+        outcome = await sync_welcome_templates(
+            self.sessions, self.client, self.playbook_set, now=self.clock()
+        )
         if outcome:
             log.info("welcome templates: %s", outcome)
         return outcome
 
-    async def housekeeping(self) -> None:
+    async def housekeeping(self) -> str:
         async with self.sessions() as session, session.begin():
             # Keep the longest window (customers: 30 days) or its cap stops counting.
             await outbox.prune_rate_events(session, before=self.clock() - timedelta(days=31))
+            closed = await close_finished_enrollments(session, now=self.clock())
+        return f"{closed} finished enrollment(s) closed" if closed else ""
+
+    def periodic_jobs(self) -> list[PeriodicJob]:
+        async def templates() -> str:
+            outcome = await self.sync_templates()
+            return ", ".join(f"{name}: {result}" for name, result in outcome.items())
+
+        return [
+            PeriodicJob(
+                "welcome_templates", timedelta(seconds=30), self._counted("templates", templates)
+            ),
+            PeriodicJob(
+                "housekeeping",
+                timedelta(minutes=5),
+                self._counted("housekeeping", self.housekeeping),
+            ),
+        ]
+
+    def _counted(self, job: str, run: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[str]]:
+        async def counted() -> str:
+            try:
+                note = await run()
+            except Exception:
+                self.metrics.job_runs.labels(job, "error").inc()
+                raise
+            self.metrics.job_runs.labels(job, "ok").inc()
+            return note
+
+        return counted
 
     async def recover(self) -> None:
         """After a crash: SQLite means one process, so its old claims are ours to release;
@@ -230,9 +247,11 @@ async def build_runtime(
         agent_id=settings.agent_id,
         http=http,
     )
+    features = build_features()
     dispatcher = Dispatcher(
         sessions,
         client,
+        unwanted=unwanted_reason,
         metrics=metrics,
         max_attempts=settings.outbox_max_attempts,
         lease=timedelta(seconds=settings.outbox_lease_seconds),
@@ -240,7 +259,7 @@ async def build_runtime(
     )
     processor = InboxProcessor(
         sessions,
-        build_registry(),
+        features.registry,
         GroupDirectory(client),
         playbooks=lambda: store.current,
         tz=settings.tz,
@@ -251,7 +270,7 @@ async def build_runtime(
         max_attempts=settings.inbox_max_attempts,
         lease=timedelta(seconds=settings.inbox_lease_seconds),
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -262,3 +281,7 @@ async def build_runtime(
         metrics=metrics,
         clock=clock,
     )
+    periodic = PeriodicKind(runtime.periodic_jobs(), sessions, clock)
+    runtime.engine_items = DueEngine(features.due_kinds)
+    runtime.engine_all = DueEngine([*features.due_kinds, periodic])
+    return runtime

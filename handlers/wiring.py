@@ -1,17 +1,32 @@
-"""Which handler runs for which event, in one readable place."""
+"""Which feature handles what, in one readable place: event handlers by priority
+group, the appliers of each feature's actions, and the kinds of scheduled work."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from handlers.core.executor import Executor
 from handlers.core.registry import Registry
 from handlers.features import membership, touch, welcome
+from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
 # (may stop the rest), 20 welcome, 30 touch sequence, 40 lookup/points.
 BOOKKEEPING, RULES, WELCOME, TOUCH, CONTENT = 0, 10, 20, 30, 40
 
 
-def build_registry() -> Registry:
-    registry = Registry()
+@dataclass(frozen=True)
+class Features:
+    executor: Executor
+    registry: Registry
+    due_kinds: tuple[DueKind, ...]
+
+
+def build_features() -> Features:
+    executor = Executor()
+    for feature in (membership, welcome, touch):
+        feature.register(executor)
+    registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
     registry.add("message", membership.record_message, group=BOOKKEEPING)
@@ -21,4 +36,12 @@ def build_registry() -> Registry:
     registry.add("member_joined", touch.on_member_joined, group=TOUCH, name="touch_enroll")
     registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
-    return registry
+    due_kinds: tuple[DueKind, ...] = (
+        welcome.WelcomeBatchKind(executor),
+        touch.TouchStepKind(executor),
+    )
+    return Features(executor, registry, due_kinds)
+
+
+def build_registry() -> Registry:
+    return build_features().registry

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -103,6 +104,7 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_order", "order_key", "status", "id"),
+        Index("ix_outbox_member", "member_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -121,6 +123,9 @@ class OutboxItem(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_kind: Mapped[str | None] = mapped_column(String(32))
+    # The member a message is about (a touch, a private welcome): when they leave or
+    # opt out, what is still queued for them is cancelled instead of sent.
+    member_id: Mapped[str | None] = mapped_column(String(128))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
@@ -219,6 +224,8 @@ class TouchStep(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     outbox_id: Mapped[int | None] = mapped_column(IdType)
     done_at: Mapped[datetime | None]
+    # The local day (BOT_TIMEZONE) a sent step counted against: at most N a day.
+    sent_on: Mapped[date | None] = mapped_column(Date)
 
 
 class WelcomeTemplate(Base):
@@ -230,3 +237,18 @@ class WelcomeTemplate(Base):
     template_id: Mapped[str] = mapped_column(String(128))
     content_hash: Mapped[str] = mapped_column(String(64))
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScheduledJob(Base):
+    """A periodic job as due work (scheduler/periodic.py): one replica runs it at a time."""
+
+    __tablename__ = "scheduled_jobs"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="idle")
+    due_at: Mapped[datetime]
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    last_result: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -27,6 +27,7 @@ class NewMessage:
     origin: str = ""
     chat_id: str | None = None
     dedup_key: str | None = None
+    member_id: str | None = None  # the member it is about: cancelled if they leave
 
 
 async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) -> OutboxItem:
@@ -40,6 +41,7 @@ async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) 
         origin=message.origin,
         chat_id=message.chat_id,
         dedup_key=message.dedup_key,
+        member_id=message.member_id,
         status="pending",
         attempts=0,
         next_attempt_at=now,
@@ -194,6 +196,41 @@ async def retry_failed(session: AsyncSession, item_id: int, *, now: datetime) ->
         .returning(OutboxItem.id)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def mark_cancelled(
+    session: AsyncSession, item_id: int, *, reason: str, token: str | None = None
+) -> None:
+    """Not sent, on purpose: the reason is shown in the admin API (last_error)."""
+    guard = [] if token is None else [OutboxItem.claimed_by == token]
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id, *guard)
+        .values(
+            status="cancelled",
+            locked_until=None,
+            claimed_by=None,
+            last_error=reason,
+            last_error_kind="cancelled",
+        )
+    )
+
+
+async def cancel_for_member(
+    session: AsyncSession, *, member_id: str, chat_id: str | None, reason: str, now: datetime
+) -> int:
+    """Cancel what waits in the outbox about a member (rows being sent right now are
+    checked again by the dispatcher before their send)."""
+    conditions = [OutboxItem.member_id == member_id, OutboxItem.status == "pending"]
+    if chat_id is not None:
+        conditions.append(OutboxItem.chat_id == chat_id)
+    result = await session.execute(
+        update(OutboxItem)
+        .where(*conditions)
+        .values(status="cancelled", last_error=reason, last_error_kind="cancelled")
+        .returning(OutboxItem.id)
+    )
+    return len(result.scalars().all())
 
 
 async def wake_network_failures(session: AsyncSession, *, now: datetime) -> int:

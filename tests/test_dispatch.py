@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -242,3 +243,37 @@ async def test_idle_wait_ignores_rows_queued_behind_a_waiting_one(
     assert await runtime.dispatcher.idle_wait() == 5.0
     async with runtime.sessions() as session:
         assert await outbox.next_due_at(session) == clock.now + timedelta(minutes=5)
+
+
+async def test_a_send_slower_than_the_lease_is_not_sent_twice(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> None:
+    """Two dispatchers, a WeCom that takes longer than the lease to answer: the holder
+    keeps its lease alive while the send is in flight, so the other never takes it."""
+    from tests.helpers import RunningClock
+
+    settings = configured_settings(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        api_base=emulator.base_url,
+        outbox_lease_seconds=0.6,
+    )
+    clock = RunningClock()
+    one = await build_runtime(settings, api_base=emulator.base_url, clock=clock)
+    two = await build_runtime(settings, api_base=emulator.base_url, clock=clock, migrate=False)
+    try:
+        await one.client.access_token()  # the token fetch is not what is slow here
+        emulator.state.add_fault(Fault("webhook/send", delay=2.0))
+        item_id = await queue(one, "慢慢来")
+        first = asyncio.create_task(one.dispatcher.run_once())
+        rounds = 0
+        while not first.done():  # the other replica keeps polling meanwhile
+            rounds += await two.dispatcher.run_once()
+            await asyncio.sleep(0.05)
+        assert await first == 1
+        assert rounds == 0
+        assert sent_texts(emulator) == ["慢慢来"]
+        assert (await row(one, item_id)).status == "sent"
+    finally:
+        await one.aclose()
+        await two.aclose()

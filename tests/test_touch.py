@@ -16,7 +16,8 @@ from bot.config.settings import Settings
 from bot.sandbox.emulator.server import RunningEmulator
 from bot.sandbox.simulate import app_text_xml, sign_xml
 from handlers.features.touch import StepState, materialize, skip_reason, step_due_at
-from storage.models import Membership
+from storage.models import Enrollment, InboxItem, Membership, OutboxItem
+from storage.models import TouchStep as StepRow
 from tests.helpers import (
     AUTH,
     CORP_ID,
@@ -345,26 +346,89 @@ async def test_a_step_due_in_quiet_hours_waits_for_morning(
     assert after_late == sent_before  # nothing at all goes out at 23:30
     morning = datetime.combine(day0 + timedelta(days=8), time(8, 30), tzinfo=SH)
     await settle(live, at=morning)
-    # Everything held back goes in the morning, in order: d1, d3 and d7.
-    assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
+    # Only d7, held back by quiet hours, goes in the morning. d1 and d3 were days late
+    # when first looked at (no tick ran): skipped as overdue, never a burst of three.
+    received = touches(emulator, "wmSilent")
+    assert len(received) == sent_before + 1
+    assert received[-1].startswith("安静的小王，加入「运营研习社」一周了")
+    history = (await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)).json()
+    reasons = {s["step_key"]: s["reason"] for s in history[0]["steps"]}
+    assert reasons["d1-featured"] == "overdue" and reasons["d3-intro"] == "overdue"
 
 
-async def test_all_steps_due_in_one_tick_are_all_sent(
+async def test_a_tick_three_days_ahead_sends_one_step_and_skips_the_overdue(
     live: LiveApp, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
-    """After downtime every step is due at once; each must still go out, in order."""
+    """After downtime every past step is due at once; only the one still on time goes,
+    the others are recorded as overdue (the playbook's 每天最多一步, and no burst)."""
     await join(live, "wmSilent")
     day0 = await joined_local_date(live, "wmSilent")
-    await settle(live, at=evening(day0, 9))
-    steps = default_steps(templates_dir)
+    await settle(live, at=evening(day0, 3))
     received = touches(emulator, "wmSilent")
-    assert len(received) == len(steps)
-    assert received[0].startswith("安静的小王，你好")
+    assert len(received) == 1
     (enrollment,) = (
         await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)
     ).json()
+    by_key = {s["step_key"]: s for s in enrollment["steps"]}
+    assert by_key["d0-hello"]["status"] == "skipped" and by_key["d0-hello"]["reason"] == "overdue"
+    assert by_key["d1-featured"]["reason"] == "overdue"
+    assert by_key["d3-intro"]["status"] == "sent"
+    assert by_key["d7-feedback"]["status"] == "pending"
+    assert enrollment["status"] == "active"
+    await settle(live, at=evening(day0, 7))
+    (enrollment,) = (
+        await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)
+    ).json()
+    assert len(touches(emulator, "wmSilent")) == 2
     assert enrollment["status"] == "completed"
-    assert {s["status"] for s in enrollment["steps"]} == {"sent"}
+
+
+async def test_catching_up_within_the_grace_sends_one_step_a_day(
+    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    """A playbook that forgives lateness still never sends two steps on one day."""
+    path = templates_dir / "default.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["touch_sequence"]["late_grace_hours"] = 720
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    async with live_app(settings, background=False) as live:
+        await live.http.put(
+            f"/admin/groups/{GROUP}",
+            headers=AUTH,
+            json={"name": "运营研习社", "channel": {"type": "webhook", "key": "tk"}},
+        )
+        await join(live, "wmSilent")
+        day0 = await joined_local_date(live, "wmSilent")
+        await settle(live, at=evening(day0, 9))
+        await settle(live, at=evening(day0, 9) + timedelta(hours=1))
+        assert len(touches(emulator, "wmSilent")) == 1
+        for offset in (10, 11, 12):
+            await settle(live, at=evening(day0, offset))
+        assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
+        (enrollment,) = (
+            await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)
+        ).json()
+        sent_days = [s["done_at"] for s in enrollment["steps"] if s["status"] == "sent"]
+        assert len(sent_days) == 4
+
+
+def test_a_join_at_2340_never_gets_two_steps_the_next_morning() -> None:
+    night = datetime(2026, 11, 24, 23, 40, tzinfo=SH)
+    planned = materialize(
+        night,
+        [spec("d0", 0, "20:00"), spec("d1", 1, "12:30"), spec("d3", 3, "20:00")],
+        tz=SH,
+        quiet=QUIET,
+    )
+    days = [due.astimezone(SH).date() for _, _, due in planned]
+    assert planned[0][2] == datetime(2026, 11, 25, 8, 0, tzinfo=SH)  # after quiet hours
+    assert planned[1][2] == datetime(2026, 11, 26, 12, 30, tzinfo=SH)  # the day after
+    assert len(set(days)) == len(days)
+    # A playbook may allow two a day; then both go on the first morning.
+    two = materialize(
+        night, [spec("d0", 0, "20:00"), spec("d1", 1, "12:30")], tz=SH, quiet=QUIET, max_per_day=2
+    )
+    assert {due.astimezone(SH).date() for _, _, due in two} == {date(2026, 11, 25)}
 
 
 async def test_a_template_that_fails_on_real_data_fails_alone(
@@ -391,8 +455,10 @@ async def test_a_template_that_fails_on_real_data_fails_alone(
         )
         await join(live, "wmThree", "wmSilent")
         day0 = await joined_local_date(live, "wmSilent")
-        await settle(live, at=evening(day0, 9))
+        for offset in range(9):
+            await settle(live, at=evening(day0, offset))
         history = (await live.http.get("/admin/members/wmThree/enrollments", headers=AUTH)).json()
+    assert history[0]["status"] == "completed"  # a failed step never leaves it active
     statuses = {s["step_key"]: (s["status"], s["reason"]) for s in history[0]["steps"]}
     assert statuses["d3-intro"][0] == "failed"
     assert "ZeroDivisionError" in statuses["d3-intro"][1]
@@ -435,3 +501,110 @@ async def test_a_join_processed_after_the_leave_changes_nothing(
     assert (await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)).json() == []
     members = (await live.http.get(f"/admin/groups/{GROUP}/members", headers=AUTH)).json()
     assert "wmSilent" not in {m["member_id"] for m in members}
+
+
+async def queued_touches(live: LiveApp, member: str) -> list[OutboxItem]:
+    async with live.runtime.sessions() as session:
+        rows = await session.execute(
+            select(OutboxItem).where(OutboxItem.member_id == member, OutboxItem.origin == "touch")
+        )
+        return list(rows.scalars())
+
+
+async def test_a_stuck_active_enrollment_never_fails_a_join(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    """An enrollment left `active` with nothing to send (a failed last step before the
+    fix, two replicas finishing at once) must not roll back the next join."""
+    await join(live, "wmSilent")
+    async with live.runtime.sessions() as session, session.begin():
+        (enrollment,) = (await session.execute(select(Enrollment))).scalars().all()
+        enrollment.enrolled_at = enrollment.enrolled_at - timedelta(days=120)
+        for step in (await session.execute(select(StepRow))).scalars():
+            step.status = "sent"
+    params, body = leave_callback(GROUP, ["wmSilent"])
+    await live.post_callback(params, body)
+    await settle(live)
+    async with live.runtime.sessions() as session, session.begin():
+        # The leave finds nothing pending; force the stuck state it must survive.
+        (enrollment,) = (await session.execute(select(Enrollment))).scalars().all()
+        enrollment.status = "active"
+    later = int(datetime.now(UTC).timestamp()) + 5  # after the leave, not in its second
+    emulator.state.remove_member(GROUP, "wmSilent")
+    emulator.state.add_members(
+        GROUP, [{"userid": "wmSilent", "name": "安静的小王", "join_time": later}]
+    )
+    params, body = join_callback(GROUP, ["wmSilent"], create_time=later)
+    assert (await live.post_callback(params, body)).text == "success"
+    await settle(live)
+    async with live.runtime.sessions() as session:
+        failed = (
+            (await session.execute(select(InboxItem).where(InboxItem.status != "done")))
+            .scalars()
+            .all()
+        )
+        enrollments = (
+            (await session.execute(select(Enrollment).order_by(Enrollment.id))).scalars().all()
+        )
+    assert failed == []
+    assert [e.status for e in enrollments] == ["completed", "active"]
+
+
+async def test_leaving_cancels_touches_already_queued(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await live.runtime.tick(evening(day0, 0))  # queued, not yet sent (a rate window, a retry)
+    (queued,) = await queued_touches(live, "wmSilent")
+    assert queued.status == "pending"
+    params, body = leave_callback(GROUP, ["wmSilent"])
+    await live.post_callback(params, body)
+    await settle(live)
+    (cancelled,) = await queued_touches(live, "wmSilent")
+    assert cancelled.status == "cancelled" and cancelled.last_error == "member left the group"
+    assert touches(emulator, "wmSilent") == []
+    listed = (
+        await live.http.get("/admin/outbox", headers=AUTH, params={"status": "cancelled"})
+    ).json()
+    assert [(r["id"], r["last_error"]) for r in listed] == [(cancelled.id, "member left the group")]
+
+
+async def test_opting_out_in_the_group_cancels_touches_already_queued(
+    live: LiveApp, emulator: RunningEmulator
+) -> None:
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await live.runtime.tick(evening(day0, 0))
+    archive = [
+        {
+            "msgid": "optout-1",
+            "action": "send",
+            "from": "wmSilent",
+            "roomid": GROUP,
+            "msgtime": 1,
+            "msgtype": "text",
+            "text": {"content": "退订"},
+        }
+    ]
+    assert (await live.http.post("/wecom/archive", json=archive, headers=AUTH)).status_code == 200
+    await settle(live)
+    (row,) = await queued_touches(live, "wmSilent")
+    assert row.status == "cancelled" and row.last_error == "member opted out"
+    assert touches(emulator, "wmSilent") == []
+
+
+async def test_the_dispatcher_asks_before_sending(live: LiveApp, emulator: RunningEmulator) -> None:
+    """A row the leave could not cancel (it was being claimed) is checked at send time."""
+    await join(live, "wmSilent")
+    day0 = await joined_local_date(live, "wmSilent")
+    await live.runtime.tick(evening(day0, 0))
+    async with live.runtime.sessions() as session, session.begin():
+        membership = (
+            await session.execute(select(Membership).where(Membership.member_id == "wmSilent"))
+        ).scalar_one()
+        membership.left_at = live.runtime.clock()
+    await live.runtime.dispatcher.drain()
+    (row,) = await queued_touches(live, "wmSilent")
+    assert row.status == "cancelled" and row.last_error == "member left the group"
+    assert touches(emulator, "wmSilent") == []

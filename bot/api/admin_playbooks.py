@@ -142,7 +142,7 @@ async def reload(runtime: RuntimeDep) -> JSONResponse:
         "issues": _issue_lines(result.issues),
     }
     if result.ok:
-        runtime.playbooks_changed()
+        await runtime.playbooks_changed()
     # Refused: the last good set stays in use; say so with a status scripts can see.
     return JSONResponse(body, status_code=200 if result.ok else 422)
 

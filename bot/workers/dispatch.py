@@ -7,9 +7,11 @@ nothing queued is lost and a message is re-sent at most once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +23,7 @@ from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError
 from bot.workers.claims import new_token
 from bot.workers.polling import PollingWorker
-from handlers.channels import rate_limit_for
+from handlers.channels import CannotPost, SendClient, channel_named, rate_limit_for
 from storage import outbox
 from storage.models import OutboxItem
 
@@ -35,17 +37,20 @@ def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> timedelta
     return timedelta(seconds=delay * random.uniform(0.8, 1.0))
 
 
-async def send_row(client: WeComClient, item: OutboxItem) -> dict[str, Any]:
-    payload = dict(item.payload)
-    if item.channel == "webhook":
-        return await client.webhook_send(item.target, payload, retries=0)
-    if item.channel == "appchat":
-        return await client.appchat_send(payload, retries=0)
-    if item.channel == "private":
-        return await client.message_send(payload, retries=0)
-    if item.channel in ("customer_group", "private_customer"):
-        return await client.add_msg_template(payload, retries=0)
-    raise WeComError(-3, f"unknown outbox channel {item.channel!r}")
+async def send_row(client: SendClient, item: OutboxItem) -> dict[str, Any]:
+    """One attempt through the row's channel object (retries are the dispatcher's)."""
+    try:
+        channel = channel_named(item.channel)
+    except CannotPost as exc:
+        raise WeComError(-3, str(exc), kind="permanent") from None
+    return await channel.send(client, item.target, dict(item.payload))
+
+
+Unwanted = Callable[[AsyncSession, OutboxItem], Awaitable[str | None]]
+
+
+async def always_wanted(session: AsyncSession, item: OutboxItem) -> str | None:
+    return None
 
 
 class Dispatcher(PollingWorker):
@@ -57,6 +62,7 @@ class Dispatcher(PollingWorker):
         client: WeComClient,
         *,
         metrics: Metrics,
+        unwanted: Unwanted = always_wanted,
         max_attempts: int,
         lease: timedelta,
         clock: Callable[[], datetime],
@@ -65,6 +71,7 @@ class Dispatcher(PollingWorker):
         super().__init__()
         self.sessions = sessions
         self.client = client
+        self.unwanted = unwanted
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.lease = lease
@@ -131,6 +138,14 @@ class Dispatcher(PollingWorker):
             item = await session.get(OutboxItem, item_id)
             if item is None:
                 return
+            # The feature that queued it may not want it any more (the member left or
+            # said 退订 while it waited for a rate window or a retry).
+            reason = await self.unwanted(session, item)
+            if reason is not None:
+                await outbox.mark_cancelled(session, item_id, reason=reason, token=token)
+                self.metrics.sends.labels(item.channel, "cancelled").inc()
+                log.info("outbox %s cancelled: %s", item_id, reason)
+                return
             wait_until = await self._reserve_rate(session, item.rate_key)
             if wait_until is not None:
                 await outbox.mark_retry(
@@ -145,7 +160,8 @@ class Dispatcher(PollingWorker):
                 self.metrics.sends.labels(item.channel, "throttled").inc()
                 return
         try:
-            result = await send_row(self.client, item)
+            async with self._lease_held(item_id, token):
+                result = await send_row(self.client, item)
         except WeComError as exc:
             await self._failed_attempt(item, exc, token)
             return
@@ -157,6 +173,39 @@ class Dispatcher(PollingWorker):
         async with self.sessions() as session, session.begin():
             await outbox.mark_sent(session, item_id, now=self.clock(), result=result, token=token)
         self.metrics.sends.labels(item.channel, "sent").inc()
+
+    @contextlib.asynccontextmanager
+    async def _lease_held(self, item_id: int, token: str) -> AsyncIterator[None]:
+        """Keep renewing the row's lease while its send is in flight: a token refetch
+        plus a slow answer can outlast the lease, and then another replica would
+        claim the row and send it a second time."""
+        done = asyncio.Event()
+
+        async def keep_renewing() -> None:
+            interval = max(0.05, self.lease.total_seconds() / 3)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), timeout=interval)
+                    return
+                try:
+                    async with self.sessions() as session, session.begin():
+                        held = await outbox.renew(
+                            session, item_id, token=token, now=self.clock(), lease=self.lease
+                        )
+                except Exception:  # a database hiccup: try again at the next interval
+                    log.warning("outbox %s: lease renewal failed", item_id, exc_info=True)
+                    continue
+                if not held:
+                    log.warning("outbox %s: lease lost while sending", item_id)
+                    return
+
+        renewer = asyncio.create_task(keep_renewing())
+        try:
+            yield
+        finally:
+            done.set()
+            with contextlib.suppress(Exception):
+                await renewer
 
     async def _failed_attempt(self, item: OutboxItem, exc: WeComError, token: str) -> None:
         now = self.clock()

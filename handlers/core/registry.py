@@ -1,15 +1,22 @@
-"""Event type → handlers, in priority groups (lower runs first; a handler may stop the rest)."""
+"""Event type → handlers, in priority groups (lower runs first).
+
+A handler reads the facts it needs and returns actions; the executor applies them
+before the next handler runs, so a later group sees what an earlier one recorded
+(the welcome sees the membership bookkeeping wrote). A `Stop` action ends the
+event's handling after the handler that returned it (moderation will use it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event
+from handlers.core.executor import Executor
 
-STOP = "stop"
-Handler = Callable[[Event, Context], Awaitable[str | None]]
+Handler = Callable[[Event, Context], Awaitable[Sequence[Action]]]
 
 
 @dataclass(order=True)
@@ -21,7 +28,8 @@ class _Entry:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
         self._entries: dict[str, list[_Entry]] = {}
         self._count = 0
 
@@ -39,6 +47,7 @@ class Registry:
         ran: list[str] = []
         for entry in self._entries.get(event.type, []):
             ran.append(entry.name)
-            if await entry.handler(event, ctx) == STOP:
+            actions = await entry.handler(event, ctx)
+            if (await self.executor.execute(actions, ctx)).stopped:
                 break
         return ran

@@ -1,19 +1,91 @@
-"""Keeps groups and memberships current; runs before every other handler."""
+"""Bookkeeping of groups and memberships; runs before every other handler.
+
+Later features read what this records (who is present, since when, who left), so
+it is the first priority group. Decisions are pure (`join_decision`); the appliers
+write them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from handlers.core.actions import Action, Note
 from handlers.core.context import Context
 from handlers.core.events import (
     Event,
     GroupCreated,
     GroupDismissed,
     GroupUpdated,
+    MemberInfo,
     MemberJoined,
     MemberLeft,
     Message,
 )
-from storage.members import get_membership
+from handlers.core.executor import Executor
+from storage.members import get_membership, memberships_of
 from storage.models import Group, Membership
+
+
+class JoinKind(Enum):
+    NEW = "new"  # first time we see them in this group
+    REJOIN = "rejoin"  # they had left; this join is newer than the leave
+    REJOIN_UNSEEN_LEAVE = "rejoin_unseen_leave"  # present already: WeCom dropped the leave
+    DUPLICATE = "duplicate"  # a late copy of a join we have
+    STALE = "stale"  # a join older than the leave we recorded
+
+
+@dataclass(frozen=True)
+class KnownMembership:
+    joined_at: datetime
+    left_at: datetime | None
+
+
+def join_decision(known: KnownMembership | None, joined_at: datetime) -> JoinKind:
+    if known is None:
+        return JoinKind.NEW
+    if known.left_at is None:
+        if known.joined_at >= joined_at:
+            return JoinKind.DUPLICATE
+        # We hold them as present, yet WeCom says they joined again: the leave between
+        # was lost (or the sandbox restarted). A rejoin, judged by the rejoin rules.
+        return JoinKind.REJOIN_UNSEEN_LEAVE
+    if joined_at <= known.left_at:
+        return JoinKind.STALE
+    return JoinKind.REJOIN
+
+
+@dataclass(frozen=True)
+class RecordJoin(Action):
+    chat_id: str
+    member: MemberInfo
+    joined_at: datetime
+    kind: JoinKind
+
+
+@dataclass(frozen=True)
+class RecordLeave(Action):
+    chat_id: str
+    member_id: str
+    left_at: datetime
+    quit_scene: int | None
+
+
+@dataclass(frozen=True)
+class RecordMessage(Action):
+    chat_id: str
+    member_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RecordGroupChange(Action):
+    chat_id: str
+    dismissed_at: datetime | None = None
+    revived: bool = False
+    name: str | None = None
+    owner: str | None = None
 
 
 async def get_or_create_group(ctx: Context, chat_id: str) -> Group:
@@ -34,91 +106,133 @@ async def get_or_create_group(ctx: Context, chat_id: str) -> Group:
     return group
 
 
-async def record_joins(event: Event, ctx: Context) -> str | None:
+# --- handlers: facts in, actions out ----------------------------------------------------
+
+
+async def record_joins(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, MemberJoined) and event.chat_id
     await get_or_create_group(ctx, event.chat_id)
+    rows = await memberships_of(ctx.session, event.chat_id, [m.id for m in event.members])
+    actions: list[Action] = []
     for info in event.members:
-        row = await get_membership(ctx.session, event.chat_id, info.id)
+        row = rows.get(info.id)
+        known = KnownMembership(row.joined_at, row.left_at) if row is not None else None
         joined_at = info.join_time or event.occurred_at
-        if row is None:
-            ctx.session.add(
-                Membership(
-                    chat_id=event.chat_id,
-                    member_id=info.id,
-                    name=info.name,
-                    member_type=info.member_type,
-                    joined_at=joined_at,
-                    join_scene=info.join_scene,
-                    invitor=info.invitor,
-                    join_count=1,
-                    message_count=0,
-                    opted_out=False,
-                )
-            )
+        kind = join_decision(known, joined_at)
+        if kind in (JoinKind.DUPLICATE, JoinKind.STALE):
+            actions.append(Note(f"join of {info.id} ignored: {kind.value}"))
             continue
-        if row.left_at is None and row.joined_at >= joined_at:
-            continue  # a late duplicate of a join we already have
-        if row.left_at is not None and joined_at <= row.left_at:
-            continue  # a join that happened before the leave we already recorded
-        row.previous_left_at = row.left_at
-        row.left_at = None
-        row.quit_scene = None
-        row.joined_at = joined_at
-        row.join_count += 1
-        row.name = info.name or row.name
-        row.member_type = info.member_type or row.member_type
-        row.join_scene = info.join_scene
-        row.invitor = info.invitor or row.invitor
-    await ctx.session.flush()
-    return None
+        actions.append(RecordJoin(event.chat_id, info, joined_at, kind))
+    return actions
 
 
-async def record_leaves(event: Event, ctx: Context) -> str | None:
+async def record_leaves(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, MemberLeft) and event.chat_id
-    for member_id in event.member_ids:
-        row = await get_membership(ctx.session, event.chat_id, member_id)
-        if row is None:
-            ctx.session.add(
-                Membership(
-                    chat_id=event.chat_id,
-                    member_id=member_id,
-                    joined_at=event.occurred_at,
-                    left_at=event.occurred_at,
-                    quit_scene=event.quit_scene,
-                    join_count=0,
-                    message_count=0,
-                    opted_out=False,
-                )
-            )
-        elif row.left_at is None:
-            row.left_at = event.occurred_at
-            row.quit_scene = event.quit_scene
-    await ctx.session.flush()
-    return None
+    return [
+        RecordLeave(event.chat_id, member_id, event.occurred_at, event.quit_scene)
+        for member_id in event.member_ids
+    ]
 
 
-async def record_message(event: Event, ctx: Context) -> str | None:
+async def record_message(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, Message)
     if not event.chat_id or event.chat_type != "group":
-        return None
-    row = await get_membership(ctx.session, event.chat_id, event.sender)
+        return []
+    return [RecordMessage(event.chat_id, event.sender, event.occurred_at)]
+
+
+async def record_group_change(event: Event, ctx: Context) -> list[Action]:
+    if not event.chat_id:
+        return []
+    if isinstance(event, GroupDismissed):
+        return [RecordGroupChange(event.chat_id, dismissed_at=event.occurred_at)]
+    if isinstance(event, GroupCreated):
+        return [RecordGroupChange(event.chat_id, revived=True)]
+    if isinstance(event, GroupUpdated):
+        return [RecordGroupChange(event.chat_id, name=event.name, owner=event.owner)]
+    return []
+
+
+# --- appliers ------------------------------------------------------------------------------
+
+
+async def apply_join(action: RecordJoin, ctx: Context) -> None:
+    info = action.member
+    row = await get_membership(ctx.session, action.chat_id, info.id)
+    if row is None:
+        ctx.session.add(
+            Membership(
+                chat_id=action.chat_id,
+                member_id=info.id,
+                name=info.name,
+                member_type=info.member_type,
+                joined_at=action.joined_at,
+                join_scene=info.join_scene,
+                invitor=info.invitor,
+                join_count=1,
+                message_count=0,
+                opted_out=False,
+            )
+        )
+        await ctx.session.flush()
+        return
+    # A rejoin whose leave we never saw left at most when they joined again.
+    row.previous_left_at = (
+        action.joined_at if action.kind is JoinKind.REJOIN_UNSEEN_LEAVE else row.left_at
+    )
+    row.left_at = None
+    row.quit_scene = None
+    row.joined_at = action.joined_at
+    row.join_count += 1
+    row.name = info.name or row.name
+    row.member_type = info.member_type or row.member_type
+    row.join_scene = info.join_scene
+    row.invitor = info.invitor or row.invitor
+    await ctx.session.flush()
+
+
+async def apply_leave(action: RecordLeave, ctx: Context) -> None:
+    row = await get_membership(ctx.session, action.chat_id, action.member_id)
+    if row is None:
+        ctx.session.add(
+            Membership(
+                chat_id=action.chat_id,
+                member_id=action.member_id,
+                joined_at=action.left_at,
+                left_at=action.left_at,
+                quit_scene=action.quit_scene,
+                join_count=0,
+                message_count=0,
+                opted_out=False,
+            )
+        )
+    elif row.left_at is None:
+        row.left_at = action.left_at
+        row.quit_scene = action.quit_scene
+    await ctx.session.flush()
+
+
+async def apply_message(action: RecordMessage, ctx: Context) -> None:
+    row = await get_membership(ctx.session, action.chat_id, action.member_id)
     if row is not None:
         row.message_count += 1
-        row.last_message_at = event.occurred_at
-    return None
+        row.last_message_at = action.at
 
 
-async def record_group_change(event: Event, ctx: Context) -> str | None:
-    if not event.chat_id:
-        return None
-    group = await get_or_create_group(ctx, event.chat_id)
-    if isinstance(event, GroupDismissed):
-        group.dismissed_at = event.occurred_at
-    elif isinstance(event, GroupCreated):
+async def apply_group_change(action: RecordGroupChange, ctx: Context) -> None:
+    group = await get_or_create_group(ctx, action.chat_id)
+    if action.dismissed_at is not None:
+        group.dismissed_at = action.dismissed_at
+    if action.revived:
         group.dismissed_at = None
-    elif isinstance(event, GroupUpdated):
-        if event.name:
-            group.name = event.name
-        if event.owner:
-            group.owner = event.owner
-    return None
+    if action.name:
+        group.name = action.name
+    if action.owner:
+        group.owner = action.owner
+
+
+def register(executor: Executor) -> None:
+    executor.register(RecordJoin, apply_join)
+    executor.register(RecordLeave, apply_leave)
+    executor.register(RecordMessage, apply_message)
+    executor.register(RecordGroupChange, apply_group_change)

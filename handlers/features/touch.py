@@ -1,21 +1,28 @@
 """The 7-day new-member touch sequence.
 
-On join a member is enrolled and the playbook's steps are materialized as rows with
-a due time, so the scheduler tick only ever reads what is due (O(due)). Each step
+On join a member is enrolled and the playbook's steps are planned as rows with a
+due time, so the due-work engine only ever reads what is due (O(due)). Each step
 is sent exactly once (a unique outbox key per step) or skipped with a reason.
+
+Humane by default: at most `max_steps_per_day` steps reach a member on one local
+day (planned that way, and checked again when a step comes due), and a step more
+than `late_grace_hours` late (the service was down) is skipped as `overdue`
+instead of arriving in a burst with the ones after it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import (
-    PlaybookSet,
+    Playbook,
     QuietHours,
     TouchMemberVars,
     eval_condition,
@@ -23,22 +30,30 @@ from bot.config.playbooks import (
     touch_variables,
 )
 from bot.config.playbooks import TouchStep as StepSpec
-from handlers.channels import (
-    CannotPost,
-    compose_group_text,
-    compose_private_text,
-    customer_sender,
+from handlers.channels import group_channel
+from handlers.core.actions import (
+    Action,
+    CancelQueued,
+    EndEnrollments,
+    Enroll,
+    Note,
+    OptOut,
+    PlannedStep,
+    QueueGroupText,
+    QueuePrivateText,
 )
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, MemberLeft, Message
-from handlers.features.membership import get_or_create_group
+from handlers.core.executor import Executor
 from handlers.features.welcome import group_vars
-from storage import outbox
-from storage.members import get_membership
+from scheduler.engine import DueContext, DueKind, Outcome
+from storage.members import get_membership, memberships_of
 from storage.models import Enrollment, Group, Membership, TouchStep
 
 OPT_OUT_WORDS = frozenset({"退订", "td", "TD", "取消提醒", "不要再发"})
 REENROLL_AFTER = timedelta(days=90)
+UNFINISHED = ("pending", "claimed")
+OVERDUE = "overdue"
 
 # --- pure decisions ---------------------------------------------------------------
 
@@ -54,22 +69,56 @@ def step_due_at(
     # by wall time in Python, which is off by an hour around a DST change.
     if due.timestamp() < local_join.timestamp():
         due = local_join
+    return _out_of_quiet(due, quiet)
+
+
+def _out_of_quiet(due: datetime, quiet: QuietHours | None) -> datetime:
     if quiet is not None and quiet.contains(due.timetz().replace(tzinfo=None)):
-        due = quiet.next_end(due)
+        return quiet.next_end(due)
     return due
 
 
+def next_free_day(
+    due: datetime,
+    at: time,
+    per_day: Counter[date],
+    max_per_day: int,
+    *,
+    tz: Any,
+    quiet: QuietHours | None,
+) -> datetime:
+    """`due`, or the step's time of day on the first later local day with room."""
+    local = due.astimezone(tz)
+    while per_day[local.date()] >= max_per_day:
+        local = _out_of_quiet(
+            datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz), quiet
+        ).astimezone(tz)
+    return local
+
+
 def materialize(
-    joined_at: datetime, steps: list[StepSpec], *, tz: Any, quiet: QuietHours | None
+    joined_at: datetime,
+    steps: list[StepSpec],
+    *,
+    tz: Any,
+    quiet: QuietHours | None,
+    max_per_day: int = 1,
 ) -> list[tuple[StepSpec, int, datetime]]:
-    """Due times in playbook order, made non-decreasing so steps arrive in order."""
+    """Due times in playbook order, non-decreasing, at most `max_per_day` a local day.
+
+    A join at 23:40 with quiet hours until 08:00 pushes day 0 to the next morning;
+    day 1 would then land on the same morning, so it moves to the day after.
+    """
     planned: list[tuple[StepSpec, int, datetime]] = []
     previous: datetime | None = None
+    per_day: Counter[date] = Counter()
     ordered = sorted(enumerate(steps), key=lambda pair: (pair[1].day, pair[1].at, pair[0]))
     for index, step in ordered:
         due = step_due_at(joined_at, step.day, step.at, tz=tz, quiet=quiet)
         if previous is not None and due.timestamp() < previous.timestamp():
             due = previous
+        due = next_free_day(due, step.at, per_day, max_per_day, tz=tz, quiet=quiet)
+        per_day[due.astimezone(tz).date()] += 1
         planned.append((step, index, due))
         previous = due
     return planned
@@ -98,11 +147,17 @@ def skip_reason(state: StepState) -> str | None:
     return None
 
 
-def touch_member_vars(membership: Membership, *, now: datetime, tz: Any) -> TouchMemberVars:
+def is_overdue(due_at: datetime, at: datetime, grace: timedelta) -> bool:
+    return at - due_at > grace
+
+
+def touch_member_vars(
+    membership: Membership, *, now: datetime, tz: Any, neutral_name: str = "新朋友"
+) -> TouchMemberVars:
     joined_local = membership.joined_at.astimezone(tz)
     return {
         "id": membership.member_id,
-        "name": membership.name or membership.member_id,
+        "name": membership.name or neutral_name,
         "joined_at": joined_local.strftime("%Y-%m-%d %H:%M"),
         "days_since_join": (now.astimezone(tz).date() - joined_local.date()).days,
         "message_count": membership.message_count,
@@ -113,56 +168,142 @@ def touch_member_vars(membership: Membership, *, now: datetime, tz: Any) -> Touc
 # --- event side -----------------------------------------------------------------------
 
 
-async def on_member_joined(event: Event, ctx: Context) -> str | None:
+def should_enroll(membership: Membership | None, member_id: str, recently_enrolled: bool) -> bool:
+    return not (
+        membership is None
+        or membership.left_at is not None  # a stale join, already followed by a leave
+        or membership.opted_out
+        or member_id.startswith("wb")
+        or recently_enrolled
+    )
+
+
+async def on_member_joined(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, MemberJoined) and event.chat_id
-    group = await get_or_create_group(ctx, event.chat_id)
+    group = await ctx.session.get(Group, event.chat_id)
+    if group is None:
+        return []
     playbook = ctx.playbooks.for_group(group.chat_id, list(group.tags or []))
     sequence = playbook.touch_sequence
     if sequence is None or not sequence.enabled or not sequence.steps:
-        return None
-    for info in event.members:
-        membership = await get_membership(ctx.session, event.chat_id, info.id)
-        if (
-            membership is None
-            or membership.left_at is not None  # a stale join, already followed by a leave
-            or membership.opted_out
-            or info.id.startswith("wb")
-        ):
-            continue
-        recent = await ctx.session.execute(
-            select(Enrollment.id).where(
-                Enrollment.chat_id == event.chat_id,
-                Enrollment.member_id == info.id,
-                Enrollment.enrolled_at > ctx.now - REENROLL_AFTER,
-            )
-        )
-        if recent.first() is not None:
-            ctx.note(f"{info.id} already had a touch sequence in {event.chat_id}")
-            continue
-        enrollment = Enrollment(
-            chat_id=event.chat_id,
-            member_id=info.id,
-            playbook=playbook.name,
-            status="active",
-            enrolled_at=ctx.now,
-        )
-        ctx.session.add(enrollment)
-        await ctx.session.flush()
-        for step, index, due in materialize(
-            membership.joined_at, list(sequence.steps), tz=ctx.tz, quiet=playbook.quiet_hours
-        ):
-            ctx.session.add(
-                TouchStep(
-                    enrollment_id=enrollment.id,
-                    step_key=step.key,
-                    step_index=index,
-                    due_at=due,
-                    status="pending",
+        return []
+    member_ids = [m.id for m in event.members]
+    rows = await memberships_of(ctx.session, event.chat_id, member_ids)
+    recent = set(
+        (
+            await ctx.session.execute(
+                select(Enrollment.member_id).where(
+                    Enrollment.chat_id == event.chat_id,
+                    Enrollment.member_id.in_(member_ids),
+                    Enrollment.enrolled_at > ctx.now - REENROLL_AFTER,
                 )
             )
-        ctx.note(f"enrolled {info.id} in {playbook.name} ({len(sequence.steps)} steps)")
-    await ctx.session.flush()
-    return None
+        ).scalars()
+    )
+    actions: list[Action] = []
+    for info in event.members:
+        membership = rows.get(info.id)
+        if not should_enroll(membership, info.id, info.id in recent):
+            if info.id in recent:
+                actions.append(Note(f"{info.id} already had a touch sequence in {event.chat_id}"))
+            continue
+        assert membership is not None
+        planned = materialize(
+            membership.joined_at,
+            list(sequence.steps),
+            tz=ctx.tz,
+            quiet=playbook.quiet_hours,
+            max_per_day=sequence.max_steps_per_day,
+        )
+        actions.append(
+            Enroll(
+                event.chat_id,
+                info.id,
+                playbook.name,
+                tuple(PlannedStep(step.key, index, due) for step, index, due in planned),
+            )
+        )
+    return actions
+
+
+async def on_member_left(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, MemberLeft) and event.chat_id
+    reason = "member left the group"
+    actions: list[Action] = []
+    for member_id in event.member_ids:
+        actions.append(EndEnrollments(member_id, event.chat_id, "stopped", reason))
+        actions.append(CancelQueued(member_id, event.chat_id, reason))
+    return actions
+
+
+def is_opt_out(text: str) -> bool:
+    return text.strip() in OPT_OUT_WORDS
+
+
+async def on_message(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, Message)
+    if not is_opt_out(event.text):
+        return []
+    # In a group: that group; privately: everywhere.
+    scope = event.chat_id if event.chat_type == "group" and event.chat_id else None
+    reason = "member opted out"
+    return [
+        OptOut(event.sender, scope),
+        EndEnrollments(event.sender, scope, "cancelled", reason),
+        CancelQueued(event.sender, scope, reason),
+    ]
+
+
+# --- appliers ------------------------------------------------------------------------------
+
+
+async def apply_enroll(action: Enroll, ctx: Context) -> None:
+    # An enrollment left `active` with nothing left to send (a crash, an old bug) must
+    # never block this one: it is finished, so say so.
+    stale = (
+        (
+            await ctx.session.execute(
+                select(Enrollment).where(
+                    Enrollment.chat_id == action.chat_id,
+                    Enrollment.member_id == action.member_id,
+                    Enrollment.status == "active",
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for enrollment in stale:
+        if not await complete_if_finished(ctx.session, enrollment, ctx.now):
+            ctx.note(f"{action.member_id} is still in an active touch sequence")
+            return
+    try:
+        async with ctx.session.begin_nested():
+            enrollment = Enrollment(
+                chat_id=action.chat_id,
+                member_id=action.member_id,
+                playbook=action.playbook,
+                status="active",
+                enrolled_at=ctx.now,
+            )
+            ctx.session.add(enrollment)
+            await ctx.session.flush()
+            for step in action.steps:
+                ctx.session.add(
+                    TouchStep(
+                        enrollment_id=enrollment.id,
+                        step_key=step.key,
+                        step_index=step.index,
+                        due_at=step.due_at,
+                        status="pending",
+                    )
+                )
+            await ctx.session.flush()
+    except IntegrityError:
+        # Another replica enrolled them a moment ago; the join itself must not fail.
+        ctx.note(f"{action.member_id} was enrolled concurrently; kept that enrollment")
+        return
+    ctx.note(f"enrolled {action.member_id} in {action.playbook} ({len(action.steps)} steps)")
 
 
 async def end_enrollments(
@@ -196,169 +337,242 @@ async def end_enrollments(
     return len(enrollments)
 
 
-async def on_member_left(event: Event, ctx: Context) -> str | None:
-    assert isinstance(event, MemberLeft) and event.chat_id
-    for member_id in event.member_ids:
-        await end_enrollments(
-            ctx.session,
-            chat_id=event.chat_id,
-            member_id=member_id,
-            status="stopped",
-            reason="member left the group",
-            now=ctx.now,
-        )
-    return None
-
-
-async def on_message(event: Event, ctx: Context) -> str | None:
-    assert isinstance(event, Message)
-    if event.text.strip() not in OPT_OUT_WORDS:
-        return None
-    if event.chat_type == "group" and event.chat_id:
-        scope: str | None = event.chat_id
-    else:
-        scope = None  # a private 退订 opts out everywhere
-    query = select(Membership).where(Membership.member_id == event.sender)
-    if scope is not None:
-        query = query.where(Membership.chat_id == scope)
-    for row in (await ctx.session.execute(query)).scalars():
-        row.opted_out = True
+async def apply_end_enrollments(action: EndEnrollments, ctx: Context) -> None:
     stopped = await end_enrollments(
         ctx.session,
-        chat_id=scope,
-        member_id=event.sender,
-        status="cancelled",
-        reason="member opted out",
+        chat_id=action.chat_id,
+        member_id=action.member_id,
+        status=action.status,
+        reason=action.reason,
         now=ctx.now,
     )
-    ctx.note(f"{event.sender} opted out; {stopped} enrollment(s) cancelled")
-    return None
+    if stopped:
+        ctx.note(f"{action.member_id}: {stopped} enrollment(s) {action.status}")
 
 
-# --- due side (called by the scheduler tick) ---------------------------------------
+async def apply_opt_out(action: OptOut, ctx: Context) -> None:
+    query = select(Membership).where(Membership.member_id == action.member_id)
+    if action.chat_id is not None:
+        query = query.where(Membership.chat_id == action.chat_id)
+    for row in (await ctx.session.execute(query)).scalars():
+        row.opted_out = True
+    ctx.note(f"{action.member_id} opted out")
+
+
+async def complete_if_finished(
+    session: AsyncSession, enrollment: Enrollment, now: datetime
+) -> bool:
+    """Mark an active enrollment completed when no step is left to send; True if it is
+    (now) finished. A failed step counts as finished: nothing will send it."""
+    if enrollment.status != "active":
+        return True
+    await session.flush()
+    unfinished = await session.scalar(
+        select(func.count())
+        .select_from(TouchStep)
+        .where(TouchStep.enrollment_id == enrollment.id, TouchStep.status.in_(UNFINISHED))
+    )
+    if unfinished:
+        return False
+    enrollment.status = "completed"
+    enrollment.ended_at = now
+    enrollment.ended_reason = "all steps done"
+    return True
+
+
+async def close_finished_enrollments(
+    session: AsyncSession, *, now: datetime, limit: int = 500
+) -> int:
+    """Housekeeping: active enrollments with no step left to send become completed."""
+    unfinished = (
+        select(TouchStep.id)
+        .where(TouchStep.enrollment_id == Enrollment.id, TouchStep.status.in_(UNFINISHED))
+        .exists()
+    )
+    rows = (
+        (
+            await session.execute(
+                select(Enrollment).where(Enrollment.status == "active", ~unfinished).limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for enrollment in rows:
+        enrollment.status = "completed"
+        enrollment.ended_at = now
+        enrollment.ended_reason = "all steps done"
+    return len(rows)
+
+
+# --- due side: a touch step -----------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class StepOutcome:
+class StepFacts:
+    enrollment_status: str
+    group: Group | None
+    membership: Membership | None
+    playbook: Playbook | None
+    spec: StepSpec | None
+    sent_on_day: int  # steps of this enrollment already sent on the judged local day
+
+
+@dataclass(frozen=True)
+class StepDecision:
     status: str  # sent | skipped | deferred
     reason: str
+    actions: tuple[Action, ...] = ()
+    due_again_at: datetime | None = None
 
 
-async def run_step(
-    session: AsyncSession,
-    step: TouchStep,
-    *,
-    playbooks: PlaybookSet,
-    at: datetime,
-    now: datetime,
-    tz: Any,
-) -> StepOutcome:
-    """Send or skip one claimed step. `at` is the tick's instant, `now` the real clock."""
-    enrollment = await session.get(Enrollment, step.enrollment_id)
-    assert enrollment is not None
-    outcome = await _run_step(session, step, enrollment, playbooks=playbooks, at=at, now=now, tz=tz)
-    if outcome.status in ("sent", "skipped") and enrollment.status == "active":
-        await _complete_if_last(session, enrollment, now)
-    return outcome
-
-
-async def _run_step(
-    session: AsyncSession,
-    step: TouchStep,
-    enrollment: Enrollment,
-    *,
-    playbooks: PlaybookSet,
-    at: datetime,
-    now: datetime,
-    tz: Any,
-) -> StepOutcome:
-    group = await session.get(Group, enrollment.chat_id)
-    membership = await get_membership(session, enrollment.chat_id, enrollment.member_id)
-    playbook = playbooks.playbooks.get(enrollment.playbook)
+def decide_step(
+    step_id: int, due_at: datetime, facts: StepFacts, *, at: datetime, tz: Any
+) -> StepDecision:
+    playbook, spec, group, membership = facts.playbook, facts.spec, facts.group, facts.membership
     sequence = playbook.touch_sequence if playbook else None
-    spec = next((s for s in (sequence.steps if sequence else []) if s.key == step.step_key), None)
     reason = skip_reason(
         StepState(
-            enrollment_status=enrollment.status,
+            enrollment_status=facts.enrollment_status,
             member_left=membership is None or membership.left_at is not None,
             opted_out=bool(membership and membership.opted_out),
             step_in_playbook=spec is not None,
             group_gone=group is None or group.dismissed_at is not None,
         )
     )
-    if reason is None and playbook is not None and playbook.quiet_hours is not None:
-        local = at.astimezone(tz)
-        if playbook.quiet_hours.contains(local.time()):
-            step.due_at = playbook.quiet_hours.next_end(local)
-            return StepOutcome("deferred", f"quiet hours until {step.due_at.isoformat()}")
     if reason is not None:
-        return _finish(step, "skipped", reason, now)
-    assert spec is not None and membership is not None and group is not None
+        return StepDecision("skipped", reason)
+    assert playbook is not None and sequence is not None and spec is not None
+    assert group is not None and membership is not None
+    if is_overdue(due_at, at, timedelta(hours=sequence.late_grace_hours)):
+        return StepDecision("skipped", OVERDUE)
+    local = at.astimezone(tz)
+    if playbook.quiet_hours is not None and playbook.quiet_hours.contains(local.time()):
+        resume = playbook.quiet_hours.next_end(local)
+        return StepDecision("deferred", f"quiet hours until {resume.isoformat()}", (), resume)
+    if facts.sent_on_day >= sequence.max_steps_per_day:
+        tomorrow = datetime.combine(local.date() + timedelta(days=1), spec.at, tzinfo=tz)
+        again = _out_of_quiet(tomorrow, playbook.quiet_hours)
+        return StepDecision(
+            "deferred", f"{facts.sent_on_day} step(s) already today; moved to tomorrow", (), again
+        )
     variables = touch_variables(
-        touch_member_vars(membership, now=at, tz=tz),
+        touch_member_vars(membership, now=at, tz=tz, neutral_name=playbook.neutral_name),
         group_vars(group),
         day=spec.day,
-        today=at.astimezone(tz).date(),
+        today=local.date(),
     )
     if spec.when and not eval_condition(spec.when, variables):
-        return _finish(step, "skipped", f"condition false: {spec.when}", now)
+        return StepDecision("skipped", f"condition false: {spec.when}")
     text = render_text(spec.text, variables)
-    try:
-        if spec.channel == "group":
-            if group.channel_type == "customer_group":
-                raise CannotPost(
-                    "customer groups take one owner-confirmed post a day; kept for 早报"
-                )
-            messages = compose_group_text(
-                chat_id=group.chat_id,
-                channel_type=group.channel_type,
-                channel_config=dict(group.channel_config or {}),
-                owner=group.owner,
-                text=text,
-                origin="touch",
-                dedup_key=f"touch:{step.id}",
+    key = f"touch:{step_id}"
+    if spec.channel == "group":
+        if not group_channel(group.channel_type).capabilities.immediate:
+            return StepDecision(
+                "skipped",
+                "channel cannot carry it: customer groups take one owner-confirmed post a day; "
+                "kept for 早报",
             )
-        else:
-            sender = customer_sender(dict(group.channel_config or {}), group.owner)
-            messages = [
-                compose_private_text(
-                    member_id=membership.member_id,
-                    member_type=membership.member_type,
-                    sender=sender,
-                    text=text,
-                    origin="touch",
-                    chat_id=group.chat_id,
-                    dedup_key=f"touch:{step.id}",
-                )
-            ]
-    except CannotPost as exc:
-        return _finish(step, "skipped", f"channel cannot carry it: {exc}", now)
-    first_id: int | None = None
-    for message in messages:
-        item = await outbox.enqueue(session, message, now=now)
-        first_id = first_id or item.id
-    step.outbox_id = first_id
-    return _finish(step, "sent", "queued", now)
-
-
-def _finish(step: TouchStep, status: str, reason: str, now: datetime) -> StepOutcome:
-    step.status = status
-    step.reason = reason
-    step.done_at = now
-    return StepOutcome(status, reason)
-
-
-async def _complete_if_last(session: AsyncSession, enrollment: Enrollment, now: datetime) -> None:
-    await session.flush()
-    # "claimed" counts as unfinished: several steps of one enrollment can be due in
-    # the same tick (after downtime, or two steps at the same time).
-    pending = await session.execute(
-        select(TouchStep.id).where(
-            TouchStep.enrollment_id == enrollment.id,
-            TouchStep.status.in_(("pending", "claimed")),
+        action: Action = QueueGroupText(
+            group.chat_id, text, origin="touch", key=key, member_id=membership.member_id
         )
+    else:
+        action = QueuePrivateText(
+            group.chat_id, membership.member_id, text, origin="touch", key=key
+        )
+    return StepDecision("sent", "queued", (action,))
+
+
+async def lock_enrollment(session: AsyncSession, enrollment_id: int) -> Enrollment | None:
+    """The enrollment, locked for this transaction; None when another replica holds it
+    (then this step waits for the next tick instead of racing its day count)."""
+    result = await session.execute(
+        select(Enrollment)
+        .where(Enrollment.id == enrollment_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     )
-    if pending.first() is None:
-        enrollment.status = "completed"
-        enrollment.ended_at = now
-        enrollment.ended_reason = "all steps done"
+    return result.scalar_one_or_none()
+
+
+class TouchStepKind(DueKind):
+    name = "touch_step"
+    model = TouchStep
+    ready_status = "pending"
+    claimed_status = "claimed"
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    def order_by(self) -> Any:
+        return (TouchStep.due_at, TouchStep.step_index, TouchStep.id)
+
+    async def run(self, session: AsyncSession, row: Any, ctx: DueContext) -> Outcome:
+        step: TouchStep = row
+        enrollment = await lock_enrollment(session, step.enrollment_id)
+        if enrollment is None:
+            return Outcome(
+                "deferred", "enrollment busy in another replica", due_again_at=step.due_at
+            )
+        facts = await self._facts(session, step, enrollment, ctx)
+        decision = decide_step(step.id, step.due_at, facts, at=ctx.at, tz=ctx.tz)
+        if decision.status == "deferred":
+            return Outcome("deferred", decision.reason, due_again_at=decision.due_again_at)
+        effects = Context(
+            session=session,
+            now=ctx.now,
+            tz=ctx.tz,
+            playbooks=ctx.playbooks,
+            source_id=f"touch_step:{step.id}",
+        )
+        await self.executor.execute(decision.actions, effects)
+        status, reason = decision.status, decision.reason
+        if status == "sent" and not effects.queued:
+            status, reason = "skipped", "channel cannot carry it: " + "; ".join(effects.notes)
+        step.status = status
+        step.reason = reason
+        step.done_at = ctx.now
+        if status == "sent":
+            step.outbox_id = effects.queued[0]
+            step.sent_on = ctx.at.astimezone(ctx.tz).date()
+        await complete_if_finished(session, enrollment, ctx.now)
+        return Outcome(status, reason, tuple(effects.queued))
+
+    async def _facts(
+        self, session: AsyncSession, step: TouchStep, enrollment: Enrollment, ctx: DueContext
+    ) -> StepFacts:
+        group = await session.get(Group, enrollment.chat_id)
+        membership = await get_membership(session, enrollment.chat_id, enrollment.member_id)
+        playbook = ctx.playbooks.playbooks.get(enrollment.playbook)
+        sequence = playbook.touch_sequence if playbook else None
+        spec = next(
+            (s for s in (sequence.steps if sequence else ()) if s.key == step.step_key), None
+        )
+        sent_today = await session.scalar(
+            select(func.count())
+            .select_from(TouchStep)
+            .where(
+                TouchStep.enrollment_id == enrollment.id,
+                TouchStep.status == "sent",
+                TouchStep.sent_on == ctx.at.astimezone(ctx.tz).date(),
+            )
+        )
+        return StepFacts(enrollment.status, group, membership, playbook, spec, int(sent_today or 0))
+
+    def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
+        return {"status": "failed", "done_at": ctx.now, "reason": error}
+
+    async def after_failure(self, session: AsyncSession, row_id: int, ctx: DueContext) -> None:
+        # A failed last step must not leave the enrollment active for ever.
+        step = await session.get(TouchStep, row_id)
+        if step is None:
+            return
+        enrollment = await lock_enrollment(session, step.enrollment_id)
+        if enrollment is not None:
+            await complete_if_finished(session, enrollment, ctx.now)
+
+
+def register(executor: Executor) -> None:
+    executor.register(Enroll, apply_enroll)
+    executor.register(EndEnrollments, apply_end_enrollments)
+    executor.register(OptOut, apply_opt_out)

@@ -1,8 +1,8 @@
 """Humane welcomes: one group message per batch of newcomers, never one @ per person.
 
-Pure decisions first (who gets welcomed, when the batch goes out, how names read),
-then the thin I/O: a join adds newcomers to the group's open batch; the scheduler
-tick flushes due batches into the outbox.
+Pure decisions first (who gets welcomed, when the batch goes out, what it says),
+then the handlers that gather facts and return actions: a join adds newcomers to
+the group's open batch; the due-work engine flushes a due batch (WelcomeBatchKind).
 """
 
 from __future__ import annotations
@@ -25,17 +25,13 @@ from bot.config.playbooks import (
     render_text,
     welcome_variables,
 )
-from handlers.channels import (
-    CannotPost,
-    compose_group_text,
-    compose_private_text,
-    customer_sender,
-)
+from handlers.channels import group_channel
+from handlers.core.actions import Action, AddToWelcomeBatch, Note, QueueGroupText, QueuePrivateText
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined
-from handlers.features.membership import get_or_create_group
-from storage import outbox
-from storage.members import get_membership, memberships_of
+from handlers.core.executor import Executor
+from scheduler.engine import DueContext, DueKind, Outcome
+from storage.members import memberships_of
 from storage.models import Group, Membership, WelcomeBatch
 
 # --- pure decisions ---------------------------------------------------------------
@@ -117,6 +113,31 @@ def render_welcome(
     return render_text(welcome.text, variables)
 
 
+def playbook_for(playbooks: PlaybookSet, group: Group) -> Playbook:
+    return playbooks.for_group(group.chat_id, list(group.tags or []))
+
+
+def candidate_for(
+    member_id: str,
+    name: str | None,
+    invitor_name: str | None,
+    row: Membership | None,
+    *,
+    neutral_name: str,
+) -> Candidate:
+    return Candidate(
+        member_id=member_id,
+        # A raw wm… id in a message reads like a bug; a neutral word reads like a welcome.
+        name=name or (row.name if row is not None and row.name else None) or neutral_name,
+        invitor_name=invitor_name,
+        previous_left_at=row.previous_left_at if row else None,
+        welcomed_at=row.welcomed_at if row else None,
+        is_bot=member_id.startswith("wb"),
+        joined_at=row.joined_at if row else None,
+        still_left=row is not None and row.left_at is not None,
+    )
+
+
 # --- join side ----------------------------------------------------------------------
 
 
@@ -130,6 +151,46 @@ async def last_welcome_at(session: AsyncSession, chat_id: str) -> datetime | Non
     return value
 
 
+async def on_member_joined(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, MemberJoined) and event.chat_id
+    group = await ctx.session.get(Group, event.chat_id)
+    if group is None:
+        return [Note(f"welcome: no group {event.chat_id}")]
+    playbook = playbook_for(ctx.playbooks, group)
+    welcome = playbook.welcome
+    if welcome is None or not welcome.enabled:
+        return [Note(f"welcome off in playbook {playbook.name}")]
+    rows = await memberships_of(ctx.session, event.chat_id, [m.id for m in event.members])
+    actions: list[Action] = []
+    newcomers: list[dict[str, Any]] = []
+    for info in event.members:
+        candidate = candidate_for(
+            info.id,
+            info.name,
+            info.invitor_name,
+            rows.get(info.id),
+            neutral_name=playbook.neutral_name,
+        )
+        reason = skip_reason(
+            candidate, now=ctx.now, rejoin_suppress_days=welcome.rejoin_suppress_days
+        )
+        if reason:
+            actions.append(Note(f"no welcome for {info.id}: {reason}"))
+            continue
+        newcomers.append(
+            {"id": info.id, "name": candidate.name, "invitor_name": candidate.invitor_name}
+        )
+    if newcomers:
+        due = batch_due_at(
+            now=ctx.now,
+            batch_window_seconds=welcome.batch_window_seconds,
+            last_welcome_at=await last_welcome_at(ctx.session, event.chat_id),
+            min_interval_seconds=welcome.min_interval_seconds,
+        )
+        actions.append(AddToWelcomeBatch(event.chat_id, tuple(newcomers), due))
+    return actions
+
+
 async def open_batch(session: AsyncSession, chat_id: str) -> WelcomeBatch | None:
     # FOR UPDATE (PostgreSQL): if a tick is flushing this batch right now we wait for
     # it, and then see it is no longer open, instead of adding a name to a sent batch.
@@ -141,177 +202,156 @@ async def open_batch(session: AsyncSession, chat_id: str) -> WelcomeBatch | None
     return result.scalar_one_or_none()
 
 
-def playbook_for(playbooks: PlaybookSet, group: Group) -> Playbook:
-    return playbooks.for_group(group.chat_id, list(group.tags or []))
-
-
-async def on_member_joined(event: Event, ctx: Context) -> str | None:
-    assert isinstance(event, MemberJoined) and event.chat_id
-    group = await get_or_create_group(ctx, event.chat_id)
-    playbook = playbook_for(ctx.playbooks, group)
-    welcome = playbook.welcome
-    if welcome is None or not welcome.enabled:
-        ctx.note(f"welcome off in playbook {playbook.name}")
-        return None
-    newcomers: list[dict[str, Any]] = []
-    for info in event.members:
-        membership = await get_membership(ctx.session, event.chat_id, info.id)
-        candidate = Candidate(
-            member_id=info.id,
-            name=info.display_name,
-            invitor_name=info.invitor_name,
-            previous_left_at=membership.previous_left_at if membership else None,
-            welcomed_at=membership.welcomed_at if membership else None,
-            is_bot=info.id.startswith("wb"),
-            joined_at=membership.joined_at if membership else None,
-            still_left=membership is not None and membership.left_at is not None,
-        )
-        reason = skip_reason(
-            candidate, now=ctx.now, rejoin_suppress_days=welcome.rejoin_suppress_days
-        )
-        if reason:
-            ctx.note(f"no welcome for {info.id}: {reason}")
-            continue
-        newcomers.append(
-            {"id": info.id, "name": candidate.name, "invitor_name": candidate.invitor_name}
-        )
-    if not newcomers:
-        return None
-    batch = await open_batch(ctx.session, event.chat_id)
+async def apply_add_to_batch(action: AddToWelcomeBatch, ctx: Context) -> None:
+    batch = await open_batch(ctx.session, action.chat_id)
     if batch is None:
-        due = batch_due_at(
-            now=ctx.now,
-            batch_window_seconds=welcome.batch_window_seconds,
-            last_welcome_at=await last_welcome_at(ctx.session, event.chat_id),
-            min_interval_seconds=welcome.min_interval_seconds,
-        )
         batch = WelcomeBatch(
-            chat_id=event.chat_id, status="open", members=[], opened_at=ctx.now, due_at=due
+            chat_id=action.chat_id,
+            status="open",
+            members=[],
+            opened_at=ctx.now,
+            due_at=action.due_at,
         )
         ctx.session.add(batch)
     known = {m["id"] for m in batch.members}
-    batch.members = [*batch.members, *(m for m in newcomers if m["id"] not in known)]
+    batch.members = [*batch.members, *(m for m in action.members if m["id"] not in known)]
     await ctx.session.flush()
-    ctx.note(f"welcome batch {batch.id} for {event.chat_id}: {len(batch.members)} newcomer(s)")
-    return None
-
-
-# --- flush side (called by the scheduler tick) ---------------------------------------
+    ctx.note(f"welcome batch {batch.id} for {action.chat_id}: {len(batch.members)} newcomer(s)")
 
 
 @dataclass(frozen=True)
-class FlushResult:
+class MarkWelcomed(Action):
+    chat_id: str
+    member_ids: tuple[str, ...]
+
+
+async def apply_mark_welcomed(action: MarkWelcomed, ctx: Context) -> None:
+    rows = await memberships_of(ctx.session, action.chat_id, list(action.member_ids))
+    for row in rows.values():
+        row.welcomed_at = ctx.now
+
+
+# --- flush side: a due welcome batch ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlushDecision:
     status: str  # sent | skipped | deferred
     note: str
-    outbox_ids: tuple[int, ...] = ()
+    actions: tuple[Action, ...] = ()
+    due_again_at: datetime | None = None
 
 
-async def flush_batch(
-    session: AsyncSession,
-    batch: WelcomeBatch,
-    *,
-    playbooks: PlaybookSet,
-    now: datetime,
-    tz: Any,
-    at: datetime | None = None,
-) -> FlushResult:
-    """Queue the batch's welcome. `at` is the tick's instant (quiet hours are judged
-    there, as for touch steps); `now` is the real clock that stamps what is queued."""
-    group = await session.get(Group, batch.chat_id)
-    if group is None or group.dismissed_at is not None:
-        return _close(batch, now, "skipped", "group is gone")
-    playbook = playbook_for(playbooks, group)
-    welcome = playbook.welcome
-    if welcome is None or not welcome.enabled:
-        return _close(batch, now, "skipped", f"welcome off in playbook {playbook.name}")
-    instant = at or now
-    deferred = defer_for_quiet_hours(
-        instant, playbook.quiet_hours, tz=tz, during_quiet_hours=welcome.during_quiet_hours
-    )
-    if deferred > instant:
-        batch.due_at = deferred
-        return FlushResult("deferred", f"quiet hours: postponed to {deferred.isoformat()}")
-    # One query for the batch's rows; they decide who is still here, how each is
-    # messaged privately, and get welcomed_at.
-    rows = await memberships_of(session, batch.chat_id, [m["id"] for m in batch.members])
-    members = [
-        m for m in batch.members if (row := rows.get(m["id"])) is None or row.left_at is None
-    ]
-    if not members:
-        return _close(batch, now, "skipped", "every newcomer already left")
-    ids: list[int] = []
-    notes: list[str] = []
-    if group.channel_type == "customer_group":
-        # WeCom's own welcome template greets customer-group newcomers; posting here
-        # would need the owner to confirm a mass send, too late to be a welcome.
-        notes.append("group welcome is WeCom's welcome template in customer groups")
-    else:
-        try:
-            text = render_welcome(members, group, welcome, now, tz)
-            for message in compose_group_text(
-                chat_id=group.chat_id,
-                channel_type=group.channel_type,
-                channel_config=dict(group.channel_config or {}),
-                owner=group.owner,
-                text=text,
-                origin="welcome",
-                dedup_key=f"welcome:{batch.id}",
-            ):
-                ids.append((await outbox.enqueue(session, message, now=now)).id)
-        except CannotPost as exc:
-            notes.append(f"group welcome not posted: {exc}")
-    ids.extend(
-        await _private_welcomes(session, batch, group, welcome, members, rows, now, tz, notes)
-    )
-    for member in members:
-        if (row := rows.get(member["id"])) is not None:
-            row.welcomed_at = now
-    result = _close(batch, now, "sent" if ids else "skipped", "; ".join(notes) or "sent")
-    if ids:
-        batch.outbox_id = ids[0]
-    return FlushResult(result.status, result.note, tuple(ids))
-
-
-def _close(batch: WelcomeBatch, now: datetime, status: str, note: str) -> FlushResult:
-    batch.status = status
-    batch.flushed_at = now
-    batch.note = note
-    return FlushResult(status, note)
-
-
-async def _private_welcomes(
-    session: AsyncSession,
-    batch: WelcomeBatch,
-    group: Group,
-    welcome: WelcomeSection,
+def decide_flush(
+    batch_id: int,
     members: list[dict[str, Any]],
     rows: dict[str, Membership],
+    group: Group | None,
+    playbook: Playbook | None,
+    *,
+    at: datetime,
     now: datetime,
     tz: Any,
-    notes: list[str],
-) -> list[int]:
-    private = welcome.private
-    if private is None or not private.enabled:
-        return []
-    ids: list[int] = []
-    sender = customer_sender(dict(group.channel_config or {}), group.owner)
-    for member in members:
-        row = rows.get(member["id"])
-        variables = private_welcome_variables(
-            member_vars(member), group_vars(group), today=now.astimezone(tz).date()
+) -> FlushDecision:
+    """What a due batch comes to. `at` is the tick's instant (quiet hours are judged
+    there, as for touch steps); `now` is the real clock that stamps what is queued."""
+    if group is None or group.dismissed_at is not None or playbook is None:
+        return FlushDecision("skipped", "group is gone")
+    welcome = playbook.welcome
+    if welcome is None or not welcome.enabled:
+        return FlushDecision("skipped", f"welcome off in playbook {playbook.name}")
+    deferred = defer_for_quiet_hours(
+        at, playbook.quiet_hours, tz=tz, during_quiet_hours=welcome.during_quiet_hours
+    )
+    if deferred > at:
+        return FlushDecision(
+            "deferred",
+            f"quiet hours: postponed to {deferred.astimezone(tz).isoformat()}",
+            due_again_at=deferred,
         )
-        try:
-            message = compose_private_text(
-                member_id=member["id"],
-                member_type=row.member_type if row else None,
-                sender=sender,
-                text=render_text(private.text, variables),
-                origin="welcome_private",
-                chat_id=group.chat_id,
-                dedup_key=f"welcome:{batch.id}:private:{member['id']}",
+    present = [m for m in members if (row := rows.get(m["id"])) is None or row.left_at is None]
+    if not present:
+        return FlushDecision("skipped", "every newcomer already left")
+    actions: list[Action] = []
+    notes: list[str] = []
+    if not group_channel(group.channel_type).capabilities.immediate:
+        # WeCom's own welcome template greets customer-group newcomers; an owner-confirmed
+        # mass send would come too late to be a welcome.
+        notes.append("group welcome is WeCom's welcome template in customer groups")
+    else:
+        actions.append(
+            QueueGroupText(
+                group.chat_id,
+                render_welcome(present, group, welcome, now, tz),
+                origin="welcome",
+                key=f"welcome:{batch_id}",
             )
-        except CannotPost as exc:
-            notes.append(f"private welcome to {member['id']} not sent: {exc}")
-            continue
-        ids.append((await outbox.enqueue(session, message, now=now)).id)
-    return ids
+        )
+    private = welcome.private
+    if private is not None and private.enabled:
+        for member in present:
+            variables = private_welcome_variables(
+                member_vars(member), group_vars(group), today=now.astimezone(tz).date()
+            )
+            actions.append(
+                QueuePrivateText(
+                    group.chat_id,
+                    member["id"],
+                    render_text(private.text, variables),
+                    origin="welcome_private",
+                    key=f"welcome:{batch_id}:private:{member['id']}",
+                )
+            )
+    actions.append(MarkWelcomed(group.chat_id, tuple(m["id"] for m in present)))
+    return FlushDecision("sent", "; ".join(notes) or "sent", tuple(actions))
+
+
+class WelcomeBatchKind(DueKind):
+    name = "welcome_batch"
+    model = WelcomeBatch
+    ready_status = "open"
+    claimed_status = "flushing"
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    async def run(self, session: AsyncSession, row: Any, ctx: DueContext) -> Outcome:
+        batch: WelcomeBatch = row
+        group = await session.get(Group, batch.chat_id)
+        playbook = playbook_for(ctx.playbooks, group) if group is not None else None
+        rows = await memberships_of(session, batch.chat_id, [m["id"] for m in batch.members])
+        decision = decide_flush(
+            batch.id,
+            list(batch.members),
+            rows,
+            group,
+            playbook,
+            at=ctx.at,
+            now=ctx.now,
+            tz=ctx.tz,
+        )
+        if decision.status == "deferred":
+            return Outcome("deferred", decision.note, due_again_at=decision.due_again_at)
+        effects = Context(
+            session=session,
+            now=ctx.now,
+            tz=ctx.tz,
+            playbooks=ctx.playbooks,
+            source_id=f"welcome_batch:{batch.id}",
+        )
+        await self.executor.execute(decision.actions, effects)
+        notes = [decision.note, *effects.notes]
+        status = decision.status if effects.queued or decision.status != "sent" else "skipped"
+        batch.status = status
+        batch.flushed_at = ctx.now
+        batch.note = "; ".join(n for n in notes if n and n != "sent") or decision.note
+        batch.outbox_id = effects.queued[0] if effects.queued else None
+        return Outcome(status, batch.note, tuple(effects.queued))
+
+    def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
+        return {"status": "failed", "flushed_at": ctx.now, "note": error}
+
+
+def register(executor: Executor) -> None:
+    executor.register(AddToWelcomeBatch, apply_add_to_batch)
+    executor.register(MarkWelcomed, apply_mark_welcomed)

@@ -299,6 +299,20 @@ class TouchStep(StrictModel):
 class TouchSequence(StrictModel):
     enabled: StrictBool = True
     steps: tuple[TouchStep, ...] = ()
+    max_steps_per_day: StrictInt = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="每位成员每天最多收到几步（按 BOT_TIMEZONE）；同一天到期的后续步骤顺延到次日",
+    )
+    late_grace_hours: StrictInt = Field(
+        default=12,
+        ge=0,
+        le=720,
+        description=(
+            "步骤晚于计划这么多小时（如服务停机）就不再发送，记为 overdue，避免一次补发多条"
+        ),
+    )
 
     @field_validator("steps")
     @classmethod
@@ -332,6 +346,12 @@ class Playbook(StrictModel):
         default=None, description="继承的剧本名；各段按键深度合并，列表整体替换；applies_to 不继承"
     )
     applies_to: AppliesTo = Field(default_factory=AppliesTo)
+    neutral_name: str = Field(
+        default="新朋友",
+        min_length=1,
+        max_length=20,
+        description="不知道成员昵称时消息里用的称呼（绝不显示 wm… 这样的内部 id）",
+    )
     quiet_hours: QuietHours | None = Field(
         default=None, description="免打扰时段（BOT_TIMEZONE），可跨午夜"
     )

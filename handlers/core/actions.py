@@ -1,0 +1,107 @@
+"""What features decide: plain data. The executor (executor.py) carries it out.
+
+A feature's `decide` returns a list of these; it never writes to the database or
+calls WeCom itself. Actions that queue a message carry an idempotency key, or get
+one from the source event (`Context.source_id`), so replaying an event or a due
+item can never queue a second copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Action:
+    """Base of every action."""
+
+
+@dataclass(frozen=True)
+class Note(Action):
+    """A line for the log of what happened to this event or due item."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Stop(Action):
+    """Later handlers (lower priority groups) do not run for this event."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class QueueGroupText(Action):
+    """Post a text into a group through the group's channel (split to fit)."""
+
+    chat_id: str
+    text: str
+    origin: str
+    key: str | None = None  # None: derived from the source event
+    member_id: str | None = None  # the member it is about, if any (cancelled if they leave)
+
+
+@dataclass(frozen=True)
+class QueuePrivateText(Action):
+    """Message one member privately: app message inside, owner-confirmed task outside."""
+
+    chat_id: str
+    member_id: str
+    text: str
+    origin: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelQueued(Action):
+    """Queued messages about a member that must not go out any more."""
+
+    member_id: str
+    chat_id: str | None  # None: in every group (a private 退订)
+    reason: str
+
+
+@dataclass(frozen=True)
+class AddToWelcomeBatch(Action):
+    """Newcomers join the group's open welcome batch (opened, due at `due_at`, if none)."""
+
+    chat_id: str
+    members: tuple[dict[str, Any], ...]
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    key: str
+    index: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Enroll(Action):
+    """Start a member's touch sequence with its steps planned."""
+
+    chat_id: str
+    member_id: str
+    playbook: str
+    steps: tuple[PlannedStep, ...]
+
+
+@dataclass(frozen=True)
+class EndEnrollments(Action):
+    """Stop a member's active sequences; their pending steps are skipped with the reason."""
+
+    member_id: str
+    chat_id: str | None
+    status: str  # stopped | cancelled
+    reason: str
+
+
+@dataclass(frozen=True)
+class OptOut(Action):
+    """The member said 退订: no more touches (in one group, or everywhere)."""
+
+    member_id: str
+    chat_id: str | None
