@@ -173,18 +173,26 @@ async def mark_retry(
 async def mark_failed(
     session: AsyncSession, item_id: int, *, error: str, error_kind: str, token: str | None = None
 ) -> None:
+    await _end_unsent(
+        session,
+        item_id,
+        token,
+        status="failed",
+        attempts=OutboxItem.attempts + 1,
+        last_error=error,
+        last_error_kind=error_kind,
+    )
+
+
+async def _end_unsent(
+    session: AsyncSession, item_id: int, token: str | None, **values: Any
+) -> None:
+    """Give up on a row (failed, cancelled); with `token`, only if that claim holds it."""
     guard = [] if token is None else [OutboxItem.claimed_by == token]
     await session.execute(
         update(OutboxItem)
         .where(OutboxItem.id == item_id, *guard)
-        .values(
-            status="failed",
-            locked_until=None,
-            claimed_by=None,
-            attempts=OutboxItem.attempts + 1,
-            last_error=error,
-            last_error_kind=error_kind,
-        )
+        .values(locked_until=None, claimed_by=None, **values)
     )
 
 
@@ -202,17 +210,13 @@ async def mark_cancelled(
     session: AsyncSession, item_id: int, *, reason: str, token: str | None = None
 ) -> None:
     """Not sent, on purpose: the reason is shown in the admin API (last_error)."""
-    guard = [] if token is None else [OutboxItem.claimed_by == token]
-    await session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.id == item_id, *guard)
-        .values(
-            status="cancelled",
-            locked_until=None,
-            claimed_by=None,
-            last_error=reason,
-            last_error_kind="cancelled",
-        )
+    await _end_unsent(
+        session,
+        item_id,
+        token,
+        status="cancelled",
+        last_error=reason,
+        last_error_kind="cancelled",
     )
 
 

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config.playbooks import PlaybookSet
 from handlers.channels import (
     CannotPost,
     compose_group_text,
@@ -75,6 +80,22 @@ class Executor:
             ctx.note(f"stopped: {stop.reason}")
             return Executed(True, stop.reason)
         return Executed(False)
+
+    async def execute_due(
+        self,
+        actions: Sequence[Action],
+        session: AsyncSession,
+        *,
+        now: datetime,
+        tz: ZoneInfo,
+        playbooks: PlaybookSet,
+        source_id: str,
+    ) -> Context:
+        """Apply a due item's actions in its claim's transaction; the returned context
+        says what was queued and noted."""
+        ctx = Context(session=session, now=now, tz=tz, playbooks=playbooks, source_id=source_id)
+        await self.execute(actions, ctx)
+        return ctx
 
 
 def _dedup_key(key: str | None, origin: str, ctx: Context, member_id: str | None) -> str | None:

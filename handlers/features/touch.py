@@ -518,14 +518,14 @@ class TouchStepKind(DueKind):
         decision = decide_step(step.id, step.due_at, facts, at=ctx.at, tz=ctx.tz)
         if decision.status == "deferred":
             return Outcome("deferred", decision.reason, due_again_at=decision.due_again_at)
-        effects = Context(
-            session=session,
+        effects = await self.executor.execute_due(
+            decision.actions,
+            session,
             now=ctx.now,
             tz=ctx.tz,
             playbooks=ctx.playbooks,
             source_id=f"touch_step:{step.id}",
         )
-        await self.executor.execute(decision.actions, effects)
         status, reason = decision.status, decision.reason
         if status == "sent" and not effects.queued:
             status, reason = "skipped", "channel cannot carry it: " + "; ".join(effects.notes)

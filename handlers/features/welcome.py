@@ -332,14 +332,14 @@ class WelcomeBatchKind(DueKind):
         )
         if decision.status == "deferred":
             return Outcome("deferred", decision.note, due_again_at=decision.due_again_at)
-        effects = Context(
-            session=session,
+        effects = await self.executor.execute_due(
+            decision.actions,
+            session,
             now=ctx.now,
             tz=ctx.tz,
             playbooks=ctx.playbooks,
             source_id=f"welcome_batch:{batch.id}",
         )
-        await self.executor.execute(decision.actions, effects)
         notes = [decision.note, *effects.notes]
         status = decision.status if effects.queued or decision.status != "sent" else "skipped"
         batch.status = status
