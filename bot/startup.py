@@ -35,7 +35,7 @@ async def run_tick_command(settings: Settings, at: datetime, server_url: str) ->
     api_base = server_url + SANDBOX_API_PATH if settings.sandbox else settings.wecom_api_base
     runtime = await build_runtime(settings, api_base=api_base)
     try:
-        report = await runtime.tick(at)
+        report = await runtime.tick(at, periodic=False)
         await runtime.dispatcher.drain(max_rounds=5)
         async with runtime.sessions() as session:
             statuses = await outbox.statuses(session, report.outbox_ids)

@@ -608,3 +608,45 @@ async def test_the_dispatcher_asks_before_sending(live: LiveApp, emulator: Runni
     (row,) = await queued_touches(live, "wmSilent")
     assert row.status == "cancelled" and row.last_error == "member left the group"
     assert touches(emulator, "wmSilent") == []
+
+
+async def test_two_replicas_finishing_the_last_steps_at_once_complete_the_enrollment(
+    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+) -> None:
+    """Each replica takes one of the last two steps; whoever finishes last must see the
+    other's step done (completion is decided under the enrollment's lock)."""
+    import asyncio
+
+    from scheduler.engine import DueContext, DueEngine
+
+    path = templates_dir / "default.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["touch_sequence"]["max_steps_per_day"] = 2
+    data["touch_sequence"]["steps"] = [
+        {"key": "a", "day": 1, "at": "10:00", "channel": "private", "text": "第一条"},
+        {"key": "b", "day": 1, "at": "10:00", "channel": "private", "text": "第二条"},
+    ]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    async with live_app(settings, background=False) as live:
+        await live.http.put(
+            f"/admin/groups/{GROUP}",
+            headers=AUTH,
+            json={"name": "运营研习社", "channel": {"type": "webhook", "key": "tk"}},
+        )
+        await join(live, "wmSilent")
+        day0 = await joined_local_date(live, "wmSilent")
+        at = datetime.combine(day0 + timedelta(days=1), time(10, 5), tzinfo=SH)
+        kinds = live.runtime.engine_items.kinds
+        replicas = [DueEngine(kinds, batch_size=1), DueEngine(kinds, batch_size=1)]
+        ctx = DueContext(
+            at=at, now=live.runtime.clock(), tz=SH, playbooks=live.runtime.playbook_set
+        )
+        for _ in range(3):  # a step one replica found busy goes at the next tick
+            await asyncio.gather(*(r.run(live.runtime.sessions, ctx) for r in replicas))
+        await live.runtime.dispatcher.drain()
+        (enrollment,) = (
+            await live.http.get("/admin/members/wmSilent/enrollments", headers=AUTH)
+        ).json()
+    assert sorted(touches(emulator, "wmSilent")) == ["第一条", "第二条"]
+    assert [s["status"] for s in enrollment["steps"]] == ["sent", "sent"]
+    assert enrollment["status"] == "completed"
