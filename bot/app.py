@@ -87,7 +87,7 @@ def create_app(
         await runtime.recover()
         scheduler = build_scheduler(
             tz=settings.tz,
-            tick=runtime.tick,
+            tick=runtime.scheduled_tick,
             tick_seconds=settings.scheduler_tick_seconds,
         )
         if start_background:

@@ -40,3 +40,21 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.loop_age = Gauge(
+            "wecom_loop_last_success_age_seconds",
+            "Seconds since each background loop's last successful round",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.loop_running = Gauge(
+            "wecom_loop_running",
+            "1 while the background loop runs, 0 once it has stopped",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.loop_errors = Counter(
+            "wecom_loop_errors_total",
+            "Failed rounds of each background loop",
+            ["loop"],
+            registry=self.registry,
+        )

@@ -26,6 +26,7 @@ from bot.wecom.client import WeComClient
 from bot.welcome_templates import sync_welcome_templates
 from bot.workers.claims import holder_is_gone
 from bot.workers.dispatch import Dispatcher
+from bot.workers.health import LoopHealth, backoff_seconds
 from bot.workers.inbox import InboxProcessor
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
@@ -38,6 +39,7 @@ from storage.models import WelcomeBatch
 log = logging.getLogger(__name__)
 
 SANDBOX_WEBHOOK_KEY = "sandbox-robot"
+SCHEDULER_LOOP = "scheduler"
 
 
 def utc_now() -> datetime:
@@ -57,6 +59,7 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    health: LoopHealth = field(default_factory=lambda: LoopHealth(utc_now))
     engine_all: DueEngine = field(default_factory=lambda: DueEngine([]))
     engine_items: DueEngine = field(default_factory=lambda: DueEngine([]))
     _welcome_timer: asyncio.TimerHandle | None = None
@@ -159,11 +162,16 @@ class Runtime:
         task.add_done_callback(self._timed_ticks.discard)
 
     async def _arm_welcome_timer(self) -> None:
-        """Tick exactly when the earliest welcome batch is due, not up to a tick later."""
-        async with self.sessions() as session:
-            due = await session.scalar(
-                select(func.min(WelcomeBatch.due_at)).where(WelcomeBatch.status == "open")
-            )
+        """Tick exactly when the earliest welcome batch is due, not up to a tick later.
+        A failure here costs at most a second: the scheduler's tick flushes it too."""
+        try:
+            async with self.sessions() as session:
+                due = await session.scalar(
+                    select(func.min(WelcomeBatch.due_at)).where(WelcomeBatch.status == "open")
+                )
+        except Exception:
+            log.warning("cannot arm the welcome timer", exc_info=True)
+            return
         if due is None or self.stop_event.is_set():
             return
         delay = max(0.0, (due - self.clock()).total_seconds()) + 0.05
@@ -182,14 +190,46 @@ class Runtime:
         self._timed_ticks.add(task)
         task.add_done_callback(self._timed_ticks.discard)
 
-    def start_background(self) -> None:
+    async def scheduled_tick(self) -> None:
+        """The scheduler's job: a tick whose success or failure the health check sees.
+        APScheduler keeps the job running after an exception; this records it."""
+        try:
+            await self.tick()
+        except Exception as exc:
+            self.health.failed(SCHEDULER_LOOP, exc)
+            log.exception("scheduled tick failed")
+            return
+        self.health.succeeded(SCHEDULER_LOOP)
+
+    def start_background(self, *, scheduler: bool = True) -> None:
         self.inbox.on_processed = self.after_inbox_round
+        self.inbox.health = self.health
+        self.dispatcher.health = self.health
+        if scheduler:
+            self.health.started(SCHEDULER_LOOP)
         loop_tasks = [
             self.inbox.run_forever(self.stop_event),
             self.dispatcher.run_forever(self.stop_event),
-            self.playbooks.watch(self.stop_event),
+            self._supervised("playbook watcher", lambda: self.playbooks.watch(self.stop_event)),
         ]
         self.tasks = [asyncio.create_task(coro) for coro in loop_tasks]
+
+    async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Keep a long-lived loop that has no rounds of its own running: restart it,
+        with backoff, whenever it raises or ends before the service stops."""
+        self.health.started(name, rounds=False)
+        while not self.stop_event.is_set():
+            try:
+                await run()
+                if self.stop_event.is_set():
+                    break
+                raise RuntimeError(f"{name} ended on its own")
+            except Exception as exc:
+                delay = backoff_seconds(self.health.failed(name, exc))
+                log.exception("%s failed; restarting in %.1f s", name, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), timeout=delay)
+        self.health.stopped(name)
 
     async def aclose(self) -> None:
         self.stop_event.set()
@@ -271,6 +311,7 @@ async def build_runtime(
         lease=timedelta(seconds=settings.inbox_lease_seconds),
     )
     runtime = Runtime(
+        health=LoopHealth(clock, metrics),
         settings=settings,
         engine=engine,
         sessions=sessions,

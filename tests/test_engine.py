@@ -28,9 +28,7 @@ START = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
 
 def due_ctx(clock: Clock, templates_dir: Path) -> DueContext:
-    return DueContext(
-        at=clock(), now=clock(), tz=SH, playbooks=load_playbooks(templates_dir)
-    )
+    return DueContext(at=clock(), now=clock(), tz=SH, playbooks=load_playbooks(templates_dir))
 
 
 async def job_row(sessions: async_sessionmaker[AsyncSession], name: str) -> ScheduledJob:
@@ -86,7 +84,9 @@ async def test_a_tick_ahead_never_runs_housekeeping_early(
     )
     await engine.run(sessions, due_ctx(clock, templates_dir))
     ahead = DueContext(
-        at=clock() + timedelta(days=3), now=clock(), tz=SH,
+        at=clock() + timedelta(days=3),
+        now=clock(),
+        tz=SH,
         playbooks=load_playbooks(templates_dir),
     )
     await engine.run(sessions, ahead)
@@ -165,13 +165,22 @@ async def test_the_executor_applies_a_stopping_handlers_effects_then_stops(
     async with sessions() as session, session.begin():
         session.add(
             Group(
-                chat_id="wrE", name="E", tags=[], channel_type="webhook",
-                channel_config={"key": "k"}, origin="admin", created_at=now, updated_at=now,
+                chat_id="wrE",
+                name="E",
+                tags=[],
+                channel_type="webhook",
+                channel_config={"key": "k"},
+                origin="admin",
+                created_at=now,
+                updated_at=now,
             )
         )
         await session.flush()
         ctx = Context(
-            session=session, now=now, tz=SH, playbooks=load_playbooks(templates_dir),
+            session=session,
+            now=now,
+            tz=SH,
+            playbooks=load_playbooks(templates_dir),
             source_id="inbox:9",
         )
         ran = await registry.dispatch(

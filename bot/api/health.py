@@ -31,7 +31,13 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["templates"] = f"stale: last reload failed with {len(store.last_issues)} issue(s)"
     else:
         checks["templates"] = "ok"
-    ready = checks["database"] == "ok" and not checks["templates"].startswith("error")
+    stalled = runtime.health.problems(stale_after=runtime.settings.loop_stale_seconds)
+    checks["loops"] = (
+        "ok" if not stalled else "; ".join(f"{name}: {why}" for name, why in stalled.items())
+    )
+    ready = (
+        checks["database"] == "ok" and not checks["templates"].startswith("error") and not stalled
+    )
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
@@ -40,4 +46,5 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(runtime: RuntimeDep) -> Response:
+    runtime.health.export()
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

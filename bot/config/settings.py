@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=30.0, gt=0)  # > client timeout
     inbox_lease_seconds: float = Field(default=45.0, gt=0)  # > groupchat/get with retries
     inbox_max_attempts: int = Field(default=8, ge=1)
+    # A background loop without a good round for this long makes /readyz answer 503.
+    loop_stale_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("wecom_encoding_aes_key")
     @classmethod
