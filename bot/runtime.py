@@ -22,12 +22,14 @@ from bot.config.playbooks import PlaybookSet, PlaybookStore
 from bot.config.settings import Settings
 from bot.directory import GroupDirectory, GroupSnapshot
 from bot.metrics import Metrics
+from bot.sources.group_commit import InboxWriter
 from bot.wecom.client import WeComClient
 from bot.welcome_templates import sync_welcome_templates
 from bot.workers.claims import holder_is_gone
 from bot.workers.dispatch import Dispatcher
 from bot.workers.health import LoopHealth, backoff_seconds
-from bot.workers.inbox import InboxProcessor
+from bot.workers.inbox import BatchOutcome, InboxProcessor
+from handlers.core.actions import AddToWelcomeBatch
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
 from handlers.wiring import build_features
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SANDBOX_WEBHOOK_KEY = "sandbox-robot"
 SCHEDULER_LOOP = "scheduler"
+# Actions after which the earliest welcome batch may be due sooner than the timer says.
+WELCOME_TIMER_ACTIONS = frozenset({AddToWelcomeBatch.__name__})
 
 
 def utc_now() -> datetime:
@@ -55,6 +59,7 @@ class Runtime:
     playbooks: PlaybookStore
     dispatcher: Dispatcher
     inbox: InboxProcessor
+    writer: InboxWriter  # callbacks' group commit into the inbox
     metrics: Metrics
     clock: Callable[[], datetime] = utc_now
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -155,8 +160,13 @@ class Runtime:
         async with self.sessions() as session:
             await session.execute(text("SELECT 1"))
 
-    def after_inbox_round(self) -> None:
-        self.dispatcher.wake()
+    def after_inbox_round(self, outcome: BatchOutcome) -> None:
+        """Wake only what the batch gave work to: a batch of plain chat messages costs
+        no outbox or welcome-batch queries."""
+        if outcome.queued:
+            self.dispatcher.wake()
+        if not outcome.applied & WELCOME_TIMER_ACTIONS:
+            return
         task = asyncio.create_task(self._arm_welcome_timer())
         self._timed_ticks.add(task)
         task.add_done_callback(self._timed_ticks.discard)
@@ -306,7 +316,7 @@ async def build_runtime(
         metrics=metrics,
         clock=clock,
         default_channel=default_channel_for(settings),
-        on_processed=dispatcher.wake,
+        on_processed=lambda outcome: dispatcher.wake() if outcome.queued else None,
         max_attempts=settings.inbox_max_attempts,
         lease=timedelta(seconds=settings.inbox_lease_seconds),
     )
@@ -319,6 +329,7 @@ async def build_runtime(
         playbooks=store,
         dispatcher=dispatcher,
         inbox=processor,
+        writer=InboxWriter(sessions, clock),
         metrics=metrics,
         clock=clock,
     )

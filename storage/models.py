@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -80,6 +81,7 @@ class InboxItem(Base):
     __table_args__ = (
         Index("ix_inbox_due", "status", "next_attempt_at"),
         Index("ix_inbox_chat_order", "chat_id", "status", "id"),
+        Index("ix_inbox_head", "is_head", "id"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -95,6 +97,8 @@ class InboxItem(Base):
     locked_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The oldest unfinished event of its chat (storage/heads.py): only heads are claimed.
+    is_head: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
 
@@ -105,6 +109,8 @@ class OutboxItem(Base):
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_order", "order_key", "status", "id"),
         Index("ix_outbox_member", "member_id", "status"),
+        Index("ix_outbox_head", "is_head", "id"),
+        Index("ix_outbox_head_due", "is_head", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -126,6 +132,8 @@ class OutboxItem(Base):
     # The member a message is about (a touch, a private welcome): when they leave or
     # opt out, what is still queued for them is cancelled instead of sent.
     member_id: Mapped[str | None] = mapped_column(String(128))
+    # The oldest unsent message of its order key (storage/heads.py): only heads are claimed.
+    is_head: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]

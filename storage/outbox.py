@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from storage import heads
 from storage.claim import claim_ids, release_dead_claims, renew_claim
 from storage.models import OutboxItem, RateEvent, RatePause
 
@@ -49,31 +49,19 @@ async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) 
     )
     session.add(item)
     await session.flush()
+    await heads.settle(session, heads.OUTBOX, [item.order_key])
     return item
 
 
-def _no_older_unsent() -> Any:
-    # Messages to one destination go out in the order they were queued: a row
-    # waits while an older row with the same order key is still unsent.
-    earlier = aliased(OutboxItem)
-    return ~(
-        select(earlier.id)
-        .where(
-            earlier.order_key == OutboxItem.order_key,
-            earlier.id < OutboxItem.id,
-            earlier.status.in_(ACTIVE),
-        )
-        .exists()
-    )
-
-
 def _due(now: datetime) -> Any:
+    # Messages to one destination go out in the order they were queued: only the
+    # oldest unsent row of each order key (its head) may be claimed.
     return and_(
+        OutboxItem.is_head.is_(True),
         or_(
             and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
             and_(OutboxItem.status == "sending", OutboxItem.locked_until < now),
         ),
-        _no_older_unsent(),
     )
 
 
@@ -112,7 +100,7 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
     same destination do not count (they go when that one does)."""
     result = await session.execute(
         select(func.min(OutboxItem.next_attempt_at)).where(
-            OutboxItem.status == "pending", _no_older_unsent()
+            OutboxItem.is_head.is_(True), OutboxItem.status == "pending"
         )
     )
     value: datetime | None = result.scalar_one_or_none()
@@ -127,7 +115,7 @@ async def mark_sent(
     result: dict[str, Any] | None,
     token: str | None = None,
 ) -> None:
-    await session.execute(
+    changed = await session.execute(
         update(OutboxItem)
         .where(
             OutboxItem.id == item_id, *([] if token is None else [OutboxItem.claimed_by == token])
@@ -139,8 +127,11 @@ async def mark_sent(
             attempts=OutboxItem.attempts + 1,
             result=result,
             last_error=None,
+            is_head=False,
         )
+        .returning(OutboxItem.order_key)
     )
+    await heads.settle(session, heads.OUTBOX, changed.scalars().all())
 
 
 async def mark_retry(
@@ -189,11 +180,13 @@ async def _end_unsent(
 ) -> None:
     """Give up on a row (failed, cancelled); with `token`, only if that claim holds it."""
     guard = [] if token is None else [OutboxItem.claimed_by == token]
-    await session.execute(
+    changed = await session.execute(
         update(OutboxItem)
         .where(OutboxItem.id == item_id, *guard)
-        .values(locked_until=None, claimed_by=None, **values)
+        .values(locked_until=None, claimed_by=None, is_head=False, **values)
+        .returning(OutboxItem.order_key)
     )
+    await heads.settle(session, heads.OUTBOX, changed.scalars().all())
 
 
 async def retry_failed(session: AsyncSession, item_id: int, *, now: datetime) -> bool:
@@ -201,9 +194,12 @@ async def retry_failed(session: AsyncSession, item_id: int, *, now: datetime) ->
         update(OutboxItem)
         .where(OutboxItem.id == item_id, OutboxItem.status.in_(("failed", "cancelled")))
         .values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
-        .returning(OutboxItem.id)
+        .returning(OutboxItem.order_key)
     )
-    return result.scalar_one_or_none() is not None
+    order_keys = result.scalars().all()
+    # The row is older than what now heads its destination: it goes first again.
+    await heads.settle(session, heads.OUTBOX, order_keys, may_have_moved_back=True)
+    return bool(order_keys)
 
 
 async def mark_cancelled(
@@ -231,10 +227,12 @@ async def cancel_for_member(
     result = await session.execute(
         update(OutboxItem)
         .where(*conditions)
-        .values(status="cancelled", last_error=reason, last_error_kind="cancelled")
-        .returning(OutboxItem.id)
+        .values(status="cancelled", last_error=reason, last_error_kind="cancelled", is_head=False)
+        .returning(OutboxItem.order_key)
     )
-    return len(result.scalars().all())
+    order_keys = result.scalars().all()
+    await heads.settle(session, heads.OUTBOX, order_keys)
+    return len(order_keys)
 
 
 async def wake_network_failures(session: AsyncSession, *, now: datetime) -> int:

@@ -307,7 +307,8 @@ async def test_inbox_takes_a_chats_events_in_order(
                 now=T0,
             )
     async with sessions() as session, session.begin():
-        first = await inbox.claim(session, now=T0, lease=lease, limit=10, token="a")
+        # Heads only (no runs): one row per chat.
+        first = await inbox.claim(session, now=T0, lease=lease, limit=10, token="a", run_chats=0)
     assert len(first) == 3  # wr1's leave waits for wr1's join
     join_id = min(first)
     async with sessions() as session, session.begin():
@@ -323,16 +324,18 @@ async def test_inbox_takes_a_chats_events_in_order(
         )
     async with sessions() as session, session.begin():
         # The join is waiting for a retry: the leave still may not overtake it.
-        assert await inbox.claim(session, now=T0, lease=lease, limit=10, token="b") == []
+        assert (
+            await inbox.claim(session, now=T0, lease=lease, limit=10, token="b", run_chats=0) == []
+        )
     async with sessions() as session, session.begin():
         retried = await inbox.claim(
-            session, now=T0 + timedelta(minutes=2), lease=lease, limit=10, token="c"
+            session, now=T0 + timedelta(minutes=2), lease=lease, limit=10, token="c", run_chats=0
         )
     assert retried == [join_id]
     async with sessions() as session, session.begin():
         await inbox.mark(session, join_id, status="done", now=T0, token="c")
     async with sessions() as session, session.begin():
-        leave = await inbox.claim(session, now=T0, lease=lease, limit=10, token="d")
+        leave = await inbox.claim(session, now=T0, lease=lease, limit=10, token="d", run_chats=0)
     assert len(leave) == 1 and leave[0] > join_id
 
 
@@ -371,3 +374,164 @@ async def test_restart_releases_only_claims_of_processes_that_are_gone(
     async with sessions() as session:
         assert (await session.get(OutboxItem, dead.id)).status == "pending"  # type: ignore[union-attr]
         assert (await session.get(OutboxItem, alive.id)).status == "sending"  # type: ignore[union-attr]
+
+
+async def _insert_events(
+    sessions: async_sessionmaker[AsyncSession], chat: str | None, count: int, prefix: str
+) -> list[int]:
+    rows = [
+        inbox.NewInboxRow("callback", f"{prefix}{n}", "", "message", {}, chat, "pending")
+        for n in range(count)
+    ]
+    async with sessions() as session, session.begin():
+        await inbox.insert_many(session, rows, now=T0)
+    async with sessions() as session:
+        found = await session.execute(
+            select(InboxItem.id)
+            .where(InboxItem.dedup_key.in_([row.dedup_key for row in rows]))
+            .order_by(InboxItem.id)
+        )
+        return list(found.scalars())
+
+
+async def _heads(sessions: async_sessionmaker[AsyncSession], model: type) -> list[int]:
+    async with sessions() as session:
+        found = await session.execute(
+            select(model.id).where(model.is_head.is_(True)).order_by(model.id)  # type: ignore[attr-defined]
+        )
+        return list(found.scalars())
+
+
+async def test_a_busy_chat_is_claimed_as_an_ordered_run_behind_its_head(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    busy = await _insert_events(sessions, "busy", 6, "b")
+    other = await _insert_events(sessions, "other", 1, "o")
+    assert await _heads(sessions, InboxItem) == [busy[0], other[0]]
+    lease = timedelta(seconds=30)
+    async with sessions() as session, session.begin():
+        claimed = await inbox.claim(session, now=T0, lease=lease, limit=5, token="a")
+    # Both heads, then the busy chat's rows in order while there is room.
+    assert claimed == sorted([busy[0], busy[1], busy[2], busy[3], other[0]])
+    async with sessions() as session, session.begin():
+        # The third row fails: the head moves to it, the rows behind it go back untouched.
+        await inbox.mark_many(session, busy[:2], status="done", now=T0, token="a")
+        await inbox.mark(
+            session,
+            busy[2],
+            status="pending",
+            now=T0,
+            retry_at=T0 + timedelta(minutes=1),
+            token="a",
+        )
+        await inbox.release(session, [busy[3]], token="a")
+        await inbox.mark(session, other[0], status="done", now=T0, token="a")
+    assert await _heads(sessions, InboxItem) == [busy[2]]
+    async with sessions() as session, session.begin():
+        # The failed row waits for its retry, and nothing behind it overtakes it.
+        assert await inbox.claim(session, now=T0, lease=lease, limit=10, token="b") == []
+    async with sessions() as session, session.begin():
+        later = await inbox.claim(
+            session, now=T0 + timedelta(minutes=2), lease=lease, limit=10, token="c"
+        )
+    assert later == busy[2:]
+    async with sessions() as session:
+        released = await session.get(InboxItem, busy[3])
+        assert released is not None and released.attempts == 1  # the release did not count
+
+
+async def test_a_run_stops_at_a_row_another_worker_still_holds(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    rows = await _insert_events(sessions, "c1", 4, "r")
+    lease = timedelta(seconds=30)
+    async with sessions() as session, session.begin():
+        assert await inbox.claim(session, now=T0, lease=lease, limit=2, token="a") == rows[:2]
+    async with sessions() as session, session.begin():
+        # Worker a finished the head, then stalled on rows[1] (still within its lease):
+        await inbox.mark(session, rows[0], status="done", now=T0, token="a")
+    async with sessions() as session, session.begin():
+        assert await inbox.claim(session, now=T0, lease=lease, limit=10, token="b") == []
+    async with sessions() as session, session.begin():
+        # …its lease ran out: b takes over from rows[1], in order.
+        taken = await inbox.claim(
+            session, now=T0 + timedelta(seconds=31), lease=lease, limit=10, token="b"
+        )
+    assert taken == rows[1:]
+
+
+async def test_claim_cost_does_not_grow_with_one_chats_backlog(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Another chat's event is claimed first in line even behind a deep backlog, and
+    the claim reads the heads only: one per chat, however deep the backlog."""
+    await _insert_events(sessions, "busy", 2000, "b")
+    (quiet,) = await _insert_events(sessions, "quiet", 1, "q")
+    assert len(await _heads(sessions, InboxItem)) == 2
+    async with sessions() as session, session.begin():
+        claimed = await inbox.claim(
+            session, now=T0, lease=timedelta(seconds=30), limit=2, token="a", run_chats=0
+        )
+    assert quiet in claimed
+
+
+async def test_concurrent_inserts_and_finishes_keep_exactly_one_head_per_chat(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Writers of one chat race (an insert while its head finishes): the chat must
+    never end with no head (stuck) or two (out of order)."""
+    lease = timedelta(seconds=30)
+    await _insert_events(sessions, "c", 1, "seed")
+
+    async def producer(n: int) -> None:
+        for i in range(10):
+            await _insert_events(sessions, "c", 1, f"p{n}-{i}-")
+
+    async def consumer() -> int:
+        done = 0
+        for _ in range(60):
+            async with sessions() as session, session.begin():
+                ids = await inbox.claim(session, now=T0, lease=lease, limit=3, token="w")
+                await inbox.mark_many(session, ids, status="done", now=T0, token="w")
+            done += len(ids)
+            await asyncio.sleep(0)
+        return done
+
+    results = await asyncio.gather(producer(1), producer(2), consumer())
+    async with sessions() as session:
+        unfinished = (
+            (
+                await session.execute(
+                    select(InboxItem.id)
+                    .where(InboxItem.status.in_(("pending", "processing")))
+                    .order_by(InboxItem.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    heads_now = await _heads(sessions, InboxItem)
+    assert heads_now == list(unfinished[:1])
+    # Whatever is left is claimable: nothing got stuck without a head.
+    async with sessions() as session, session.begin():
+        rest = await inbox.claim(session, now=T0, lease=lease, limit=100, token="z")
+    assert rest == list(unfinished)
+    assert results[2] + len(rest) == 21
+
+
+async def test_an_admin_retry_of_an_older_message_puts_it_first_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    lease = timedelta(seconds=30)
+    async with sessions() as session, session.begin():
+        first = (await outbox.enqueue(session, _msg(order="dest"), now=T0)).id
+        second = (await outbox.enqueue(session, _msg(order="dest"), now=T0)).id
+    async with sessions() as session, session.begin():
+        assert await outbox.claim(session, now=T0, lease=lease, limit=5, token="a") == [first]
+        await outbox.mark_failed(session, first, error="x", error_kind="permanent", token="a")
+    assert await _heads(sessions, OutboxItem) == [second]
+    async with sessions() as session, session.begin():
+        assert await outbox.retry_failed(session, first, now=T0)
+    assert await _heads(sessions, OutboxItem) == [first]
+    async with sessions() as session, session.begin():
+        assert await outbox.claim(session, now=T0, lease=lease, limit=5, token="b") == [first]

@@ -83,13 +83,17 @@ def test_quiet_hours_defer_only_when_asked() -> None:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(datetime.now(UTC).replace(microsecond=0))
+    # A fixed morning (10:00 in Shanghai): step times and quiet hours must not depend
+    # on when the suite runs.
+    return Clock(datetime(2026, 11, 24, 2, 0, tzinfo=UTC))
 
 
 @pytest.fixture
 async def live(
     database_url: str, templates_dir: Path, emulator: RunningEmulator, clock: Clock
 ) -> AsyncIterator[LiveApp]:
+    # WeCom's join times follow the test's clock too.
+    emulator.state.wall_clock = lambda: clock.now.timestamp()
     emulator.state.upsert_group(
         GROUP,
         name="增长黑客交流群",
@@ -110,7 +114,9 @@ async def live(
 
 
 async def join(live: LiveApp, *members: str) -> None:
-    params, body = join_callback(GROUP, list(members))
+    params, body = join_callback(
+        GROUP, list(members), create_time=int(live.runtime.clock().timestamp())
+    )
     assert (await live.post_callback(params, body)).text == "success"
 
 
@@ -294,10 +300,14 @@ async def test_customer_group_first_seen_in_a_callback_follows_its_owner(
     from bot.sandbox.simulate import change_external_chat_xml, sign_xml
     from tests.helpers import CORP_ID, crypto
 
+    joined = int(clock.now.timestamp())
     emulator.state.upsert_group(
-        "wrCustomer", name="客户群", owner="owner-a", members=[{"userid": "wmC1", "name": "客户一"}]
+        "wrCustomer",
+        name="客户群",
+        owner="owner-a",
+        members=[{"userid": "wmC1", "name": "客户一", "join_time": joined}],
     )
-    params, body = join_callback("wrCustomer", ["wmC1"])
+    params, body = join_callback("wrCustomer", ["wmC1"], create_time=int(clock.now.timestamp()))
     await live.post_callback(params, body)
     await settle(live)
     group = (await live.http.get("/admin/groups/wrCustomer", headers=AUTH)).json()

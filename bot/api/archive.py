@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.api.deps import AdminDep, RuntimeDep, read_limited_body
 from bot.sources.archive import ArchiveRecord, normalize_archive
+from bot.sources.normalized import store_many
 
 router = APIRouter(tags=["callbacks"], dependencies=[AdminDep])
 
@@ -48,16 +49,16 @@ async def archive(request: Request, runtime: RuntimeDep) -> ArchiveResult:
         raise HTTPException(status_code=400, detail={"invalid_records": problems[:50]})
     result = ArchiveResult(accepted=0, duplicate=0, ignored=0)
     now = runtime.clock()
+    incoming = [normalize_archive(record, raw) for record, raw in records]
     async with runtime.sessions() as session, session.begin():
-        for record, raw in records:
-            incoming = normalize_archive(record, raw)
-            stored = await incoming.store(session, now=now)
-            if not stored:
-                result.duplicate += 1
-            elif incoming.event is None:
-                result.ignored += 1
-                result.accepted += 1
-            else:
-                result.accepted += 1
+        results = await store_many(session, incoming, now=now)
+    for item, stored in zip(incoming, results, strict=True):
+        if not stored:
+            result.duplicate += 1
+        elif item.event is None:
+            result.ignored += 1
+            result.accepted += 1
+        else:
+            result.accepted += 1
     runtime.inbox.wake()
     return result

@@ -85,8 +85,7 @@ MAX_CHAT_ID = 128
 async def _store(runtime: Runtime, path: str, incoming: Incoming) -> bool:
     if incoming.chat_id is not None and len(incoming.chat_id) > MAX_CHAT_ID:
         raise _fail(runtime, path, 400, f"chat id longer than {MAX_CHAT_ID} characters")
-    async with runtime.sessions() as session, session.begin():
-        stored = await incoming.store(session, now=runtime.clock())
+    stored = await runtime.writer.store(incoming)
     runtime.metrics.callbacks.labels(path, "stored" if stored else "duplicate").inc()
     if stored and incoming.event is not None:
         runtime.inbox.wake()

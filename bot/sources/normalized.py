@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,19 +24,42 @@ class Incoming:
     event_type: str  # the event's type, or the raw kind for unknown events
     chat_id: str | None = None
 
-    async def store(self, session: AsyncSession, *, now: datetime) -> bool:
-        """Into the inbox once per dedup key; True when this call stored it."""
+    @property
+    def stored_key(self) -> str:
+        """The dedup key as stored: an outsized MsgId still dedups, by its hash."""
         key = self.dedup_key
-        if len(key) > MAX_DEDUP_KEY:  # an outsized MsgId still dedups, by its hash
+        if len(key) > MAX_DEDUP_KEY:
             key = "sha:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
-        return await inbox.insert_once(
-            session,
+        return key
+
+    def row(self) -> inbox.NewInboxRow:
+        return inbox.NewInboxRow(
             source=self.source,
-            dedup_key=key,
+            dedup_key=self.stored_key,
             raw=self.raw,
             event_type=self.event_type,
             event=self.event.model_dump(mode="json") if self.event else None,
             chat_id=self.chat_id,
             status="pending" if self.event else "ignored",
-            now=now,
         )
+
+    async def store(self, session: AsyncSession, *, now: datetime) -> bool:
+        """Into the inbox once per dedup key; True when this call stored it."""
+        (stored,) = await store_many(session, [self], now=now)
+        return stored
+
+
+async def store_many(
+    session: AsyncSession, incoming: Sequence[Incoming], *, now: datetime
+) -> list[bool]:
+    """Many into the inbox in one statement; for each, True when this call stored it
+    (a dedup key seen twice in the batch is stored by its first occurrence)."""
+    first: dict[str, int] = {}
+    for index, item in enumerate(incoming):
+        first.setdefault(item.stored_key, index)
+    rows = [incoming[index].row() for index in sorted(first.values())]
+    stored = await inbox.insert_many(session, rows, now=now)
+    return [
+        first[item.stored_key] == index and item.stored_key in stored
+        for index, item in enumerate(incoming)
+    ]

@@ -33,12 +33,14 @@ from handlers.core.actions import (
     QueuePrivateText,
     Stop,
 )
-from handlers.core.context import Context
+from handlers.core.context import Context, Deferred
 from storage import outbox
 from storage.members import get_membership
 from storage.models import Group
 
 Applier = Callable[[Any, Context], Awaitable[None]]
+# Applies many actions of one type at once (bookkeeping that commutes: counters).
+BulkApplier = Callable[[Sequence[Any], AsyncSession], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,28 @@ class Executor:
             CancelQueued: _cancel_queued,
         }
 
+        self._bulk: dict[type[Action], BulkApplier] = {}
+
     def register(self, action_type: type[Action], applier: Applier) -> None:
-        if action_type in self._appliers:
+        if action_type in self._appliers or action_type in self._bulk:
             raise ValueError(f"{action_type.__name__} already has an applier")
         self._appliers[action_type] = applier
 
+    def register_bulk(self, action_type: type[Action], applier: BulkApplier) -> None:
+        """For actions no handler of the same batch reads back (counters): applied
+        once per transaction when the context defers them, at once otherwise."""
+        if action_type in self._appliers or action_type in self._bulk:
+            raise ValueError(f"{action_type.__name__} already has an applier")
+        self._bulk[action_type] = applier
+
+    async def flush(self, deferred: Deferred, session: AsyncSession) -> None:
+        """Apply what a batch deferred; call before the batch's commit."""
+        for action_type, actions in deferred.actions.items():
+            await self._bulk[action_type](actions, session)
+        deferred.actions.clear()
+
     def knows(self, action_type: type[Action]) -> bool:
-        return action_type is Stop or action_type in self._appliers
+        return action_type is Stop or action_type in self._appliers or action_type in self._bulk
 
     async def execute(self, actions: Sequence[Action], ctx: Context) -> Executed:
         """Apply in order; a Stop is applied last whatever its position, so a feature
@@ -72,9 +89,18 @@ class Executor:
             if isinstance(action, Stop):
                 stop = stop or action
                 continue
+            bulk = self._bulk.get(type(action))
             applier = self._appliers.get(type(action))
-            if applier is None:
+            if bulk is None and applier is None:
                 raise TypeError(f"no applier registered for {type(action).__name__}")
+            ctx.applied.add(type(action).__name__)
+            if bulk is not None:
+                if ctx.deferred is not None:
+                    ctx.deferred.add(action)
+                else:
+                    await bulk([action], ctx.session)
+                continue
+            assert applier is not None
             await applier(action, ctx)
         if stop is not None:
             ctx.note(f"stopped: {stop.reason}")

@@ -7,9 +7,14 @@ write them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from typing import cast
+
+from sqlalchemy import Table, bindparam, case, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.core.actions import Action, Note
 from handlers.core.context import Context
@@ -212,11 +217,43 @@ async def apply_leave(action: RecordLeave, ctx: Context) -> None:
     await ctx.session.flush()
 
 
-async def apply_message(action: RecordMessage, ctx: Context) -> None:
-    row = await get_membership(ctx.session, action.chat_id, action.member_id)
-    if row is not None:
-        row.message_count += 1
-        row.last_message_at = action.at
+async def apply_messages(actions: Sequence[RecordMessage], session: AsyncSession) -> None:
+    """One UPDATE per member who spoke in the batch, sent as one executemany."""
+    per_member: dict[tuple[str, str], tuple[int, datetime]] = {}
+    for action in actions:
+        key = (action.chat_id, action.member_id)
+        count, last = per_member.get(key, (0, action.at))
+        per_member[key] = (count + 1, max(last, action.at))
+    if not per_member:
+        return
+    await session.flush()  # rows this batch created (a join) must exist for the UPDATE
+    connection = await session.connection()
+    table = cast(Table, Membership.__table__)
+    at = bindparam("b_at", type_=table.c.last_message_at.type)
+    await connection.execute(
+        update(table)
+        .where(
+            table.c.chat_id == bindparam("b_chat"),
+            table.c.member_id == bindparam("b_member"),
+        )
+        .values(
+            message_count=table.c.message_count + bindparam("b_count"),
+            last_message_at=case(
+                (
+                    or_(
+                        table.c.last_message_at.is_(None),
+                        table.c.last_message_at < at,
+                    ),
+                    at,
+                ),
+                else_=table.c.last_message_at,
+            ),
+        ),
+        [
+            {"b_chat": chat, "b_member": member, "b_count": count, "b_at": at}
+            for (chat, member), (count, at) in sorted(per_member.items())
+        ],
+    )
 
 
 async def apply_group_change(action: RecordGroupChange, ctx: Context) -> None:
@@ -234,5 +271,5 @@ async def apply_group_change(action: RecordGroupChange, ctx: Context) -> None:
 def register(executor: Executor) -> None:
     executor.register(RecordJoin, apply_join)
     executor.register(RecordLeave, apply_leave)
-    executor.register(RecordMessage, apply_message)
+    executor.register_bulk(RecordMessage, apply_messages)
     executor.register(RecordGroupChange, apply_group_change)

@@ -1,0 +1,178 @@
+"""The inbox worker runs events in batches: one transaction per batch, each chat's
+order kept, a failing event alone waiting for its retry. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config.playbooks import PlaybookStore
+from bot.directory import GroupDirectory
+from bot.metrics import Metrics
+from bot.sources.normalized import Incoming, store_many
+from bot.wecom.client import WeComClient
+from bot.workers.inbox import BatchOutcome, InboxProcessor
+from handlers.core.actions import Action
+from handlers.core.context import Context
+from handlers.core.events import Event, Message
+from handlers.core.registry import Registry
+from handlers.wiring import build_features
+from storage.models import InboxItem, Membership
+
+T0 = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+
+
+def _message(n: int, chat: str, sender: str, text: str = "") -> Incoming:
+    event = Message(
+        source="archive",
+        chat_id=chat,
+        occurred_at=T0 + timedelta(seconds=n),
+        sender=sender,
+        text=text or f"第 {n} 条",
+        msg_id=f"m{n}",
+    )
+    return Incoming("archive", f"m{n}", "{}", event, "message", chat)
+
+
+def _processor(
+    sessions: async_sessionmaker[AsyncSession],
+    registry: Registry,
+    templates_dir: Path,
+    outcomes: list[BatchOutcome],
+    batch_size: int = 200,
+) -> InboxProcessor:
+    client = WeComClient(
+        api_base="http://127.0.0.1:9", corp_id="ww", corp_secret="s", http=httpx.AsyncClient()
+    )
+    store = PlaybookStore(templates_dir)
+    return InboxProcessor(
+        sessions,
+        registry,
+        GroupDirectory(client),
+        playbooks=lambda: store.current,  # type: ignore[arg-type,return-value]
+        tz=ZoneInfo("Asia/Shanghai"),
+        metrics=Metrics(),
+        clock=lambda: T0 + timedelta(minutes=1),
+        default_channel=lambda snapshot: ("none", {}),
+        on_processed=outcomes.append,
+        batch_size=batch_size,
+    )
+
+
+async def _statuses(sessions: async_sessionmaker[AsyncSession]) -> dict[str, tuple[str, int]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(InboxItem.dedup_key, InboxItem.status, InboxItem.attempts)
+        )
+        return {key: (status, attempts) for key, status, attempts in rows}
+
+
+async def test_a_batch_counts_messages_in_one_transaction(
+    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+) -> None:
+    async with sessions() as session, session.begin():
+        for chat, member in (("wrA", "alice"), ("wrA", "bob"), ("wrB", "alice")):
+            session.add(Membership(chat_id=chat, member_id=member, joined_at=T0))
+        senders = [("wrA", "alice")] * 5 + [("wrA", "bob")] * 2 + [("wrB", "alice")] * 3
+        await store_many(
+            session,
+            [_message(n, chat, member) for n, (chat, member) in enumerate(senders)],
+            now=T0,
+        )
+    outcomes: list[BatchOutcome] = []
+    processor = _processor(sessions, build_features().registry, templates_dir, outcomes)
+    assert await processor.run_once() == 10  # one busy chat's run and the other chat
+    assert await processor.run_once() == 0
+    assert outcomes == [BatchOutcome(10, 0, frozenset({"RecordMessage"}))]
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                Membership.chat_id,
+                Membership.member_id,
+                Membership.message_count,
+                Membership.last_message_at,
+            )
+        )
+        counted = {(chat, member): (count, last) for chat, member, count, last in rows}
+    assert counted == {
+        ("wrA", "alice"): (5, T0 + timedelta(seconds=4)),
+        ("wrA", "bob"): (2, T0 + timedelta(seconds=6)),
+        ("wrB", "alice"): (3, T0 + timedelta(seconds=9)),
+    }
+    assert {status for status, _ in (await _statuses(sessions)).values()} == {"done"}
+
+
+class Recorder:
+    """A handler that remembers the order it saw events in and fails on request."""
+
+    def __init__(self, fail_on: set[str]) -> None:
+        self.fail_on = fail_on
+        self.seen: list[str] = []
+
+    async def __call__(self, event: Event, ctx: Context) -> Sequence[Action]:
+        assert isinstance(event, Message)
+        if event.text in self.fail_on:
+            raise RuntimeError(f"cannot handle {event.text}")
+        self.seen.append(event.text)
+        return []
+
+
+async def test_a_failing_event_waits_alone_and_its_chat_waits_behind_it(
+    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+) -> None:
+    plan = [("wrA", "a1"), ("wrA", "a2"), ("wrB", "b1"), ("wrA", "a3"), ("wrB", "b2")]
+    async with sessions() as session, session.begin():
+        await store_many(
+            session,
+            [_message(n, chat, "u", text) for n, (chat, text) in enumerate(plan)],
+            now=T0,
+        )
+    recorder = Recorder(fail_on={"a2"})
+    registry = Registry(build_features().executor)
+    registry.add("message", recorder)
+    outcomes: list[BatchOutcome] = []
+    processor = _processor(sessions, registry, templates_dir, outcomes)
+    assert await processor.run_once() == 5
+    # The batch was rolled back at a2 and ran again without it (a1's first run left
+    # nothing behind); a3 never ran: it waits behind a2.
+    assert recorder.seen == ["a1", "a1", "b1", "b2"]
+    statuses = await _statuses(sessions)
+    assert statuses["m0"] == ("done", 1)
+    assert statuses["m1"][0] == "pending" and statuses["m1"][1] == 1  # retried later
+    assert statuses["m3"] == ("pending", 0)  # given back untouched, not an attempt
+    assert statuses["m2"][0] == statuses["m4"][0] == "done"
+    # Its retry is not due yet: nothing overtakes it.
+    assert await processor.run_once() == 0
+
+
+async def test_when_every_event_fails_each_fails_alone(
+    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+) -> None:
+    plan = [("wrA", "x1"), ("wrB", "x2"), ("wrC", "x3"), ("wrD", "ok"), ("wrA", "x5")]
+    async with sessions() as session, session.begin():
+        await store_many(
+            session,
+            [_message(n, chat, "u", text) for n, (chat, text) in enumerate(plan)],
+            now=T0,
+        )
+    recorder = Recorder(fail_on={"x1", "x2", "x3", "x5"})
+    registry = Registry(build_features().executor)
+    registry.add("message", recorder)
+    processor = _processor(sessions, registry, templates_dir, [])
+    assert await processor.run_once() == 5
+    statuses = await _statuses(sessions)
+    assert [statuses[f"m{n}"][0] for n in range(5)] == [
+        "pending",
+        "pending",
+        "pending",
+        "done",
+        "pending",
+    ]
+    assert statuses["m4"] == ("pending", 0)  # behind wrA's failure, never tried
+    assert recorder.seen == ["ok"]
