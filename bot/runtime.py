@@ -300,7 +300,7 @@ async def build_runtime(
     processor = InboxProcessor(
         sessions,
         features.registry,
-        GroupDirectory(client),
+        GroupDirectory(client, max_groups=settings.group_cache_size),
         playbooks=lambda: store.current,
         tz=settings.tz,
         metrics=metrics,

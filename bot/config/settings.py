@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     inbox_max_attempts: int = Field(default=8, ge=1)
     # A background loop without a good round for this long makes /readyz answer 503.
     loop_stale_seconds: float = Field(default=60.0, gt=0)
+    # Groups whose groupchat/get answer is kept in memory (least recently used evicted).
+    group_cache_size: int = Field(default=5000, ge=1)
 
     @field_validator("wecom_encoding_aes_key")
     @classmethod
