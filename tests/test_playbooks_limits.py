@@ -215,3 +215,17 @@ async def test_a_text_too_long_at_send_time_is_logged_and_the_service_goes_on(
     await settle(app)
     # One member with the neutral name: 1500 characters, sent in parts by the channel.
     assert "".join(sent_texts(emulator)).count("新朋友") == 500
+
+
+async def test_the_preview_of_a_text_too_long_for_these_names_is_a_clear_422(
+    live: tuple[LiveApp, Clock],
+) -> None:
+    app, _ = live
+    response = await app.http.post(
+        f"/admin/groups/{GROUP}/welcome/preview",
+        headers=AUTH,
+        json={"names": ["欧阳娜娜", "司马相如", "诸葛孔明"]},
+    )
+    assert response.status_code == 422
+    assert "welcome.text" in response.json()["detail"]
+    assert "longer than 4000 characters" in response.json()["detail"]
