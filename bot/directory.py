@@ -3,22 +3,35 @@
 Cached per chat by member_version (CurMemVer in the callback), so a burst of
 events for one group costs one call. Handlers never see HTTP: the inbox
 processor fills the event with what this returns before dispatching it.
+
+The cache is an LRU bounded by `max_groups` (GROUP_CACHE_SIZE): a corp with
+tens of thousands of groups must not grow the process without limit. Entries
+also age out after `cache_seconds` when no member_version vouches for them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from bot.wecom.client import WeComClient
+from bot.wecom.client import JSONDict
 from handlers.core.events import Event, MemberInfo, MemberJoined
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 300.0
+MAX_GROUPS = 5000
+
+
+class GroupSource(Protocol):
+    """What the directory needs from the WeCom client (tests pass a fake)."""
+
+    async def groupchat_get(self, chat_id: str, *, need_name: bool = True) -> JSONDict: ...
 
 
 @dataclass(frozen=True)
@@ -65,23 +78,48 @@ class GroupSnapshot:
 
 
 class GroupDirectory:
-    def __init__(self, client: WeComClient, *, cache_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self,
+        client: GroupSource,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        max_groups: int = MAX_GROUPS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_groups < 1:
+            raise ValueError("max_groups must be at least 1")
         self.client = client
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, GroupSnapshot]] = {}
+        self.max_groups = max_groups
+        self._monotonic = monotonic
+        # Least recently used first; a hit moves the entry to the end.
+        self._cache: OrderedDict[str, tuple[float, GroupSnapshot]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __contains__(self, chat_id: object) -> bool:
+        return chat_id in self._cache
 
     async def snapshot(self, chat_id: str, member_version: str | None) -> GroupSnapshot:
         cached = self._cache.get(chat_id)
         if cached is not None:
             fetched_at, snap = cached
-            fresh = time.monotonic() - fetched_at < self.cache_seconds
-            if member_version and snap.member_version == member_version:
-                return snap
-            if not member_version and fresh:
+            fresh = self._monotonic() - fetched_at < self.cache_seconds
+            if (member_version and snap.member_version == member_version) or (
+                not member_version and fresh
+            ):
+                self._cache.move_to_end(chat_id)
                 return snap
         snap = GroupSnapshot.from_api(await self.client.groupchat_get(chat_id, need_name=True))
-        self._cache[chat_id] = (time.monotonic(), snap)
+        self._remember(chat_id, snap)
         return snap
+
+    def _remember(self, chat_id: str, snap: GroupSnapshot) -> None:
+        self._cache[chat_id] = (self._monotonic(), snap)
+        self._cache.move_to_end(chat_id)
+        while len(self._cache) > self.max_groups:
+            self._cache.popitem(last=False)
 
 
 def enrich(event: Event, snapshot: GroupSnapshot) -> Event:

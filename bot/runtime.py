@@ -37,6 +37,7 @@ from scheduler.engine import DueContext, DueEngine, DueReport
 from scheduler.periodic import PeriodicJob, PeriodicKind, make_due_now
 from storage import db, inbox, outbox
 from storage.models import WelcomeBatch
+from storage.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,16 @@ class Runtime:
             closed = await close_finished_enrollments(session, now=self.clock())
         return f"{closed} finished enrollment(s) closed" if closed else ""
 
+    async def retention(self) -> str:
+        """RETENTION_RAW_DAYS / RETENTION_SENT_DAYS (storage/retention.py)."""
+        now = self.clock()
+        result = await apply_retention(
+            self.sessions,
+            raw_before=now - timedelta(days=self.settings.retention_raw_days),
+            sent_before=now - timedelta(days=self.settings.retention_sent_days),
+        )
+        return result.note()
+
     def periodic_jobs(self) -> list[PeriodicJob]:
         async def templates() -> str:
             outcome = await self.sync_templates()
@@ -127,6 +138,9 @@ class Runtime:
                 "housekeeping",
                 timedelta(minutes=5),
                 self._counted("housekeeping", self.housekeeping),
+            ),
+            PeriodicJob(
+                "retention", timedelta(hours=1), self._counted("retention", self.retention)
             ),
         ]
 
@@ -310,7 +324,7 @@ async def build_runtime(
     processor = InboxProcessor(
         sessions,
         features.registry,
-        GroupDirectory(client),
+        GroupDirectory(client, max_groups=settings.group_cache_size),
         playbooks=lambda: store.current,
         tz=settings.tz,
         metrics=metrics,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from bot.directory import GroupDirectory, GroupSnapshot, enrich
 from bot.sandbox.emulator.server import RunningEmulator
@@ -97,3 +100,60 @@ async def test_one_call_per_member_version(emulator: RunningEmulator) -> None:
         assert emulator.state.calls["groupchat/get"] == 2
     finally:
         await client.aclose()
+
+
+class FakeGroups:
+    """groupchat/get answers for any chat id, counting calls per chat."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    async def groupchat_get(self, chat_id: str, *, need_name: bool = True) -> dict[str, Any]:
+        self.calls[chat_id] = self.calls.get(chat_id, 0) + 1
+        return {"chat_id": chat_id, "name": chat_id, "member_version": f"v-{chat_id}"}
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
+    groups = FakeGroups()
+    directory = GroupDirectory(groups, max_groups=3, monotonic=Ticks())
+    for chat in ("a", "b", "c"):
+        await directory.snapshot(chat, None)
+    await directory.snapshot("a", None)  # a is now the most recently used
+    await directory.snapshot("d", None)  # evicts b, the least recently used
+    assert len(directory) == 3
+    assert "b" not in directory and {"a", "c", "d"} <= {c for c in "abcd" if c in directory}
+    await directory.snapshot("a", "v-a")
+    assert groups.calls["a"] == 1  # still cached
+    await directory.snapshot("b", None)
+    assert groups.calls["b"] == 2  # evicted, fetched again
+    assert len(directory) == 3 and "c" not in directory
+
+
+async def test_cache_entry_without_member_version_expires_after_ttl() -> None:
+    groups = FakeGroups()
+    ticks = Ticks()
+    directory = GroupDirectory(groups, cache_seconds=300, monotonic=ticks)
+    await directory.snapshot("a", None)
+    ticks.now = 299.0
+    await directory.snapshot("a", None)
+    assert groups.calls["a"] == 1
+    ticks.now = 300.0
+    await directory.snapshot("a", None)
+    assert groups.calls["a"] == 2
+    # A matching member_version vouches for the entry however old it is.
+    ticks.now = 10_000.0
+    await directory.snapshot("a", "v-a")
+    assert groups.calls["a"] == 2
+
+
+def test_cache_size_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        GroupDirectory(FakeGroups(), max_groups=0)

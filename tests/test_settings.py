@@ -18,6 +18,8 @@ def test_defaults_are_sandbox() -> None:
     assert settings.bot_timezone == "Asia/Shanghai"
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.wecom_api_base == "https://qyapi.weixin.qq.com"
+    assert (settings.retention_raw_days, settings.retention_sent_days) == (30, 90)
+    assert settings.group_cache_size == 5000
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -27,8 +29,13 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("WECOM_ENCODING_AES_KEY", "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt")
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
     monkeypatch.setenv("SOP_TEMPLATES_DIR", str(tmp_path))
+    monkeypatch.setenv("RETENTION_RAW_DAYS", "7")
+    monkeypatch.setenv("RETENTION_SENT_DAYS", "60")
+    monkeypatch.setenv("GROUP_CACHE_SIZE", "100")
     settings = load_settings(_env_file=None)
     assert not settings.sandbox
+    assert (settings.retention_raw_days, settings.retention_sent_days) == (7, 60)
+    assert settings.group_cache_size == 100
     assert settings.database_url == "postgresql+asyncpg://postgres@127.0.0.1/test"
 
 
@@ -39,6 +46,9 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         ({"DATABASE_URL": "mysql://root@localhost/x"}, "DATABASE_URL: unknown database scheme"),
         ({"BOT_TIMEZONE": "Mars/Olympus"}, "BOT_TIMEZONE: unknown IANA time zone"),
         ({"PORT": "99999"}, "PORT:"),
+        ({"RETENTION_RAW_DAYS": "0"}, "RETENTION_RAW_DAYS:"),
+        ({"RETENTION_SENT_DAYS": "soon"}, "RETENTION_SENT_DAYS:"),
+        ({"GROUP_CACHE_SIZE": "0"}, "GROUP_CACHE_SIZE:"),
         ({"SOP_TEMPLATES_DIR": "/nonexistent/dir"}, "SOP_TEMPLATES_DIR:"),
         ({"WECOM_CORP_ID": "wwcorp"}, "WECOM_CORP_SECRET"),
     ],

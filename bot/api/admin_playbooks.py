@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import tempfile
@@ -114,15 +115,13 @@ def _issue_lines(issues: list[PlaybookIssue]) -> list[str]:
     return [str(issue) for issue in issues]
 
 
-@router.post("/playbooks/validate", response_model=ValidateOut)
-async def validate(runtime: RuntimeDep, body: ValidateIn | None = None) -> ValidateOut:
-    proposed = body.files if body else {}
-    for filename in proposed:
-        if not SAFE_FILE_NAME.fullmatch(filename):
-            raise HTTPException(status_code=422, detail=f"{filename!r}: a plain *.yaml file name")
+def _validate_files(directory: Path, proposed: dict[str, str]) -> ValidateOut:
+    """The directory with the proposed files laid over it, loaded in a scratch copy.
+
+    Blocking (file copies, YAML parsing, dry renders): runs in a worker thread."""
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "sop_templates"
-        shutil.copytree(runtime.playbooks.directory, target)
+        shutil.copytree(directory, target)
         for filename, text in proposed.items():
             (target / filename).write_text(text, encoding="utf-8")
         try:
@@ -132,9 +131,19 @@ async def validate(runtime: RuntimeDep, body: ValidateIn | None = None) -> Valid
     return ValidateOut(ok=True, playbooks=sorted(loaded.playbooks), issues=[])
 
 
+@router.post("/playbooks/validate", response_model=ValidateOut)
+async def validate(runtime: RuntimeDep, body: ValidateIn | None = None) -> ValidateOut:
+    proposed = body.files if body else {}
+    for filename in proposed:
+        if not SAFE_FILE_NAME.fullmatch(filename):
+            raise HTTPException(status_code=422, detail=f"{filename!r}: a plain *.yaml file name")
+    # Off the event loop: callbacks must be acknowledged while a large set is checked.
+    return await asyncio.to_thread(_validate_files, runtime.playbooks.directory, proposed)
+
+
 @router.post("/playbooks/reload")
 async def reload(runtime: RuntimeDep) -> JSONResponse:
-    result = runtime.playbooks.reload()
+    result = await runtime.playbooks.reload_async()
     body = {
         "ok": result.ok,
         "version": result.version,
@@ -197,22 +206,24 @@ async def preview_welcome(
     else:
         note = "one group message for the whole batch"
     private_text = None
-    if welcome.private is not None and welcome.private.enabled:
-        private_text = render_text(
-            welcome.private.text,
-            private_welcome_variables(
-                member_vars(members[0]),
-                group_vars(group),
-                today=now.astimezone(tz).date(),
-            ),
-        )
     template = welcome.customer_group_template
+    field = "welcome.text"
     try:
         text = render_welcome(members, group, welcome, now, tz)
-    except Exception as exc:  # a template that only fails on real data: say so, not 500
+        if welcome.private is not None and welcome.private.enabled:
+            field = "welcome.private.text"
+            private_text = render_text(
+                welcome.private.text,
+                private_welcome_variables(
+                    member_vars(members[0]),
+                    group_vars(group),
+                    today=now.astimezone(tz).date(),
+                ),
+            )
+    except Exception as exc:  # a template that only fails on real data (too long): say so
         raise HTTPException(
             status_code=422,
-            detail=f"playbook {playbook.name}: welcome.text fails for these names: {exc}",
+            detail=f"playbook {playbook.name}: {field} fails for these names: {exc}",
         ) from None
     return PreviewOut(
         chat_id=chat_id,

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     redis_url: str | None = None
+    # SPEC §3: decrypted payloads of processed inbox rows are blanked after this many
+    # days (privacy); sent/cancelled/failed outbox rows are deleted after this many.
+    retention_raw_days: int = Field(default=30, ge=1)
+    retention_sent_days: int = Field(default=90, ge=1)
 
     # Operational knobs with sensible defaults; not part of the public contract.
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
@@ -61,6 +65,8 @@ class Settings(BaseSettings):
     inbox_max_attempts: int = Field(default=8, ge=1)
     # A background loop without a good round for this long makes /readyz answer 503.
     loop_stale_seconds: float = Field(default=60.0, gt=0)
+    # Groups whose groupchat/get answer is kept in memory (least recently used evicted).
+    group_cache_size: int = Field(default=5000, ge=1)
 
     @field_validator("wecom_encoding_aes_key")
     @classmethod

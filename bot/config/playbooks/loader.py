@@ -246,12 +246,20 @@ class PlaybookStore:
 
     Construction loads the directory and lets :class:`PlaybookLoadError`
     propagate: with no good set to fall back on, the service must not start.
+
+    The service reloads with :meth:`reload_async` (the file watcher and
+    ``/admin/playbooks/reload``): the files are read and checked in a worker
+    thread, and the new set is swapped in on the event loop under an asyncio
+    lock, so the loop never waits for parsing, rendering or a thread lock.
+    :meth:`reload` is the same for code without an event loop (scripts, tests).
     """
 
     def __init__(self, directory: Path, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self.directory = directory
         self._clock = clock
-        self._lock = threading.Lock()  # reload() also runs in worker threads
+        self._lock = threading.Lock()  # serializes reload() calls from threads
+        # Serializes reload_async(): a slow load must not swap in after a newer one.
+        self._async_lock = asyncio.Lock()
         self.current: PlaybookSet = load_playbooks(directory)
         self.version = 1
         self.loaded_at = clock()
@@ -261,18 +269,33 @@ class PlaybookStore:
         """When a reload was last refused; kept after later successes."""
 
     def reload(self) -> ReloadResult:
+        """Load and swap in the caller's thread; never call it on the event loop."""
         with self._lock:
-            try:
-                loaded = load_playbooks(self.directory)
-            except PlaybookLoadError as exc:
-                self.last_issues = exc.issues
-                self.last_error_at = self._clock()
-                return self._result(ok=False)
-            self.current = loaded
-            self.version += 1
-            self.loaded_at = self._clock()
-            self.last_issues = []
-            return self._result(ok=True)
+            return self._apply(self._load())
+
+    async def reload_async(self) -> ReloadResult:
+        """Load in a worker thread, then swap in on the loop (no thread lock taken)."""
+        async with self._async_lock:
+            loaded = await asyncio.to_thread(self._load)
+            return self._apply(loaded)
+
+    def _load(self) -> PlaybookSet | PlaybookLoadError:
+        try:
+            return load_playbooks(self.directory)
+        except PlaybookLoadError as exc:
+            return exc
+
+    def _apply(self, loaded: PlaybookSet | PlaybookLoadError) -> ReloadResult:
+        # Plain attribute assignments, nothing that waits: cheap on the event loop.
+        if isinstance(loaded, PlaybookLoadError):
+            self.last_issues = loaded.issues
+            self.last_error_at = self._clock()
+            return self._result(ok=False)
+        self.current = loaded
+        self.version += 1
+        self.loaded_at = self._clock()
+        self.last_issues = []
+        return self._result(ok=True)
 
     def _result(self, *, ok: bool) -> ReloadResult:
         return ReloadResult(
@@ -316,7 +339,7 @@ class PlaybookStore:
     async def _reload_logged(self, changes: set[tuple[Change, str]]) -> None:
         changed = ", ".join(sorted(Path(path).name for _, path in changes))
         try:
-            result = await asyncio.to_thread(self.reload)
+            result = await self.reload_async()
         except Exception:  # a bug here must not end hot reload for the process' lifetime
             logger.exception("reloading playbooks after a change to %s failed", changed)
             return

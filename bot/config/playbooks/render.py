@@ -1,7 +1,8 @@
 """Jinja2 rendering for playbook texts, and the variables each text may use.
 
-Operators write the templates, so they run in a ``SandboxedEnvironment``
-(no ``__class__`` tricks) with ``StrictUndefined`` (a misspelt variable is an
+Operators write the templates, so they run in a sandbox (no ``__class__``
+tricks) that also bounds output, value sizes and work (limits.py: at most
+4000 characters per message) with ``StrictUndefined`` (a misspelt variable is an
 error at load, never a message saying "欢迎  加入"). Every template is checked
 when the playbook loads: syntax, variables outside the documented set, and a
 dry render against sample values, which catches misspelt attributes such as
@@ -23,9 +24,16 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import TemplateError
 from jinja2.meta import find_undeclared_variables
 from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+
+from bot.config.playbooks.limits import (
+    MAX_OUTPUT_CHARS,
+    BoundedSandbox,
+    TemplateLimitError,
+    render_budget,
+)
 
 __all__ = [
+    "MAX_OUTPUT_CHARS",
     "PRIVATE_WELCOME_SAMPLE",
     "PRIVATE_WELCOME_VARS",
     "TOUCH_SAMPLE",
@@ -33,6 +41,7 @@ __all__ = [
     "WELCOME_SAMPLE",
     "WELCOME_VARS",
     "GroupVars",
+    "TemplateLimitError",
     "TemplateProblem",
     "TouchMemberVars",
     "WelcomeMemberVars",
@@ -55,7 +64,7 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-env = SandboxedEnvironment(
+env = BoundedSandbox(
     autoescape=False,
     undefined=StrictUndefined,
     trim_blocks=True,
@@ -180,14 +189,33 @@ def _compile_expression(expr: str) -> Any:
 
 
 def render_text(template: str, variables: Mapping[str, Any]) -> str:
-    """Render ``template``; trailing whitespace (per line and at the end) is dropped."""
-    text = _compile(template).render(variables)
-    return "\n".join(line.rstrip() for line in text.splitlines()).rstrip()
+    """Render ``template``; trailing whitespace (per line and at the end) is dropped.
+
+    Raises :class:`TemplateLimitError` past ``MAX_OUTPUT_CHARS`` characters or the
+    sandbox's other limits; the output is streamed, so it stops at the limit.
+    """
+    parts: list[str] = []
+    length = 0
+    with render_budget():
+        for chunk in _compile(template).generate(variables):
+            length += len(chunk)
+            if length > MAX_OUTPUT_CHARS * 2:  # far past it even after trimming spaces
+                raise _too_long()
+            parts.append(chunk)
+    text = "\n".join(line.rstrip() for line in "".join(parts).splitlines()).rstrip()
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise _too_long()
+    return text
+
+
+def _too_long() -> TemplateLimitError:
+    return TemplateLimitError(f"the text is longer than {MAX_OUTPUT_CHARS} characters")
 
 
 def eval_condition(expr: str, variables: Mapping[str, Any]) -> bool:
     """Evaluate a ``when`` expression such as ``not member.has_spoken``."""
-    return bool(_compile_expression(expr)(**variables))
+    with render_budget():
+        return bool(_compile_expression(expr)(**variables))
 
 
 class TemplateProblem(NamedTuple):

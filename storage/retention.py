@@ -1,0 +1,166 @@
+"""Retention (SPEC §3 RETENTION_RAW_DAYS / RETENTION_SENT_DAYS): bounded tables.
+
+- Inbox: a processed row (done, failed, ignored) older than the raw window keeps
+  its id, dedup key, type, chat, status and times, so dedup still works and the
+  counts stay, but loses the decrypted payload: `raw` becomes '' and the event's
+  chat content (message text, names, response URLs) is dropped. Age is counted
+  from `processed_at` (from `received_at` for rows ignored on arrival).
+- Outbox: a finished row (sent, cancelled, failed) older than the sent window is
+  deleted. Failed rows go too: a retry of a message that old is never wanted, and
+  keeping them would let the table grow with every dead webhook.
+
+Work is done in batches of `batch` rows, each in its own short transaction, so the
+job never holds locks for long and the inbox and outbox loops keep running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import InboxItem, OutboxItem
+
+PROCESSED_INBOX = ("done", "failed", "ignored")
+FINISHED_OUTBOX = ("sent", "cancelled", "failed")
+BATCH = 1000
+
+# Event fields that carry what people wrote or who they are (beyond ids), with the
+# value they are replaced by; the stripped event still parses as the same type.
+_CONTENT_FIELDS: dict[str, Any] = {
+    "text": "",
+    "response_url": None,
+    "name": None,
+    "invitor_name": None,
+    "notice": None,
+}
+
+_INBOX = cast(Table, InboxItem.__table__)
+
+
+def strip_event(event: Any) -> Any:
+    """The event without chat content: ids, type, chat, scenes and times are kept."""
+    if isinstance(event, dict):
+        return {
+            key: _CONTENT_FIELDS[key] if key in _CONTENT_FIELDS else strip_event(value)
+            for key, value in event.items()
+        }
+    if isinstance(event, list):
+        return [strip_event(value) for value in event]
+    return event
+
+
+async def prune_inbox_batch(
+    session: AsyncSession, *, before: datetime, after_id: int = 0, limit: int = BATCH
+) -> tuple[int, int | None]:
+    """Blank up to `limit` processed rows older than `before` with id > after_id.
+
+    Returns (rows pruned, last id pruned or None when there was nothing). Every
+    source stores a non-empty raw payload, so `raw != ''` tells the rows still to do.
+    """
+    age = func.coalesce(InboxItem.processed_at, InboxItem.received_at)
+    rows = (
+        await session.execute(
+            select(InboxItem.id, InboxItem.event)
+            .where(
+                InboxItem.id > after_id,
+                InboxItem.status.in_(PROCESSED_INBOX),
+                InboxItem.raw != "",
+                age < before,
+            )
+            .order_by(InboxItem.id)
+            .limit(limit)
+        )
+    ).all()
+    if not rows:
+        return 0, None
+    # One executemany; the status guard is re-checked per row in case the row was
+    # requeued since the select.
+    await session.execute(
+        update(_INBOX)
+        .where(
+            _INBOX.c.id == bindparam("row_id"),
+            # or_ rather than IN: an expanding IN cannot be used with executemany.
+            or_(*(_INBOX.c.status == status for status in PROCESSED_INBOX)),
+        )
+        .values(raw="", event=bindparam("stripped", type_=_INBOX.c.event.type)),
+        [{"row_id": row_id, "stripped": strip_event(event)} for row_id, event in rows],
+    )
+    return len(rows), int(rows[-1][0])
+
+
+async def delete_outbox_batch(
+    session: AsyncSession, *, before: datetime, limit: int = BATCH
+) -> int:
+    """Delete up to `limit` finished rows older than `before`; returns how many."""
+    age = func.coalesce(OutboxItem.sent_at, OutboxItem.created_at)
+    finished_and_old = (OutboxItem.status.in_(FINISHED_OUTBOX)) & (age < before)
+    ids = (
+        select(OutboxItem.id).where(finished_and_old).order_by(OutboxItem.id).limit(limit)
+    ).scalar_subquery()
+    # The conditions again on the outer statement: PostgreSQL re-checks them on a row
+    # changed meanwhile (an operator's retry makes a failed row pending again).
+    result = await session.execute(
+        delete(OutboxItem).where(OutboxItem.id.in_(ids), finished_and_old).returning(OutboxItem.id)
+    )
+    return len(result.all())
+
+
+@dataclass
+class RetentionResult:
+    inbox_pruned: int = 0
+    outbox_deleted: int = 0
+    complete: bool = True  # False: the time budget ran out, the next run goes on
+
+    def note(self) -> str:
+        parts = []
+        if self.inbox_pruned:
+            parts.append(f"{self.inbox_pruned} inbox payload(s) pruned")
+        if self.outbox_deleted:
+            parts.append(f"{self.outbox_deleted} outbox row(s) deleted")
+        if not self.complete:
+            parts.append("more remain")
+        return ", ".join(parts)
+
+
+async def apply_retention(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    raw_before: datetime,
+    sent_before: datetime,
+    batch: int = BATCH,
+    budget_seconds: float = 300.0,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> RetentionResult:
+    """Prune in batches until nothing is left or the time budget (kept below the
+    periodic job's lease) is spent; one transaction per batch."""
+    result = RetentionResult()
+    deadline = monotonic() + budget_seconds
+    after_id = 0
+    while True:
+        if monotonic() >= deadline:
+            result.complete = False
+            return result
+        async with sessions() as session, session.begin():
+            count, last_id = await prune_inbox_batch(
+                session, before=raw_before, after_id=after_id, limit=batch
+            )
+        result.inbox_pruned += count
+        if last_id is None or count < batch:
+            break
+        after_id = last_id
+    while True:
+        if monotonic() >= deadline:
+            result.complete = False
+            return result
+        async with sessions() as session, session.begin():
+            count = await delete_outbox_batch(session, before=sent_before, limit=batch)
+        result.outbox_deleted += count
+        if count < batch:
+            break
+    return result
