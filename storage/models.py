@@ -82,6 +82,13 @@ class InboxItem(Base):
         Index("ix_inbox_due", "status", "next_attempt_at"),
         Index("ix_inbox_chat_order", "chat_id", "status", "id"),
         Index("ix_inbox_head", "is_head", "id"),
+        # Rows retention has not blanked yet (storage/retention.py walks only these).
+        Index(
+            "ix_inbox_unpruned",
+            "id",
+            postgresql_where=text("raw <> ''"),
+            sqlite_where=text("raw <> ''"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

@@ -58,40 +58,53 @@ def strip_event(event: Any) -> Any:
 async def prune_inbox_batch(
     session: AsyncSession, *, before: datetime, after_id: int = 0, limit: int = BATCH
 ) -> tuple[int, int | None]:
-    """Blank up to `limit` processed rows older than `before` with id > after_id.
+    """Blank the processed rows older than `before` among the next `limit` unpruned
+    rows after `after_id`. Returns (rows pruned, id to continue after, or None when
+    the walk is done).
 
-    Returns (rows pruned, last id pruned or None when there was nothing). Every
-    source stores a non-empty raw payload, so `raw != ''` tells the rows still to do.
+    The walk reads only rows not pruned yet (ix_inbox_unpruned: every source stores
+    a non-empty raw payload, so `raw != ''` tells them), in id order, and stops at
+    the first row received after `before`: ids grow with arrival, so all later rows
+    are younger. A run therefore costs the rows it prunes, not the table.
     """
-    age = func.coalesce(InboxItem.processed_at, InboxItem.received_at)
     rows = (
         await session.execute(
-            select(InboxItem.id, InboxItem.event)
-            .where(
-                InboxItem.id > after_id,
-                InboxItem.status.in_(PROCESSED_INBOX),
-                InboxItem.raw != "",
-                age < before,
+            select(
+                InboxItem.id,
+                InboxItem.status,
+                InboxItem.processed_at,
+                InboxItem.received_at,
+                InboxItem.event,
             )
+            .where(InboxItem.raw != "", InboxItem.id > after_id)
             .order_by(InboxItem.id)
             .limit(limit)
         )
     ).all()
-    if not rows:
-        return 0, None
-    # One executemany; the status guard is re-checked per row in case the row was
-    # requeued since the select.
-    await session.execute(
-        update(_INBOX)
-        .where(
-            _INBOX.c.id == bindparam("row_id"),
-            # or_ rather than IN: an expanding IN cannot be used with executemany.
-            or_(*(_INBOX.c.status == status for status in PROCESSED_INBOX)),
+    done = len(rows) < limit
+    last_id: int | None = None
+    prune: list[tuple[int, Any]] = []
+    for row_id, status, processed_at, received_at, event in rows:
+        if received_at >= before:
+            done = True
+            break
+        last_id = int(row_id)
+        if status in PROCESSED_INBOX and (processed_at or received_at) < before:
+            prune.append((row_id, event))
+    if prune:
+        # One executemany; the status guard is re-checked per row in case the row was
+        # requeued since the select.
+        await session.execute(
+            update(_INBOX)
+            .where(
+                _INBOX.c.id == bindparam("row_id"),
+                # or_ rather than IN: an expanding IN cannot be used with executemany.
+                or_(*(_INBOX.c.status == status for status in PROCESSED_INBOX)),
+            )
+            .values(raw="", event=bindparam("stripped", type_=_INBOX.c.event.type)),
+            [{"row_id": row_id, "stripped": strip_event(event)} for row_id, event in prune],
         )
-        .values(raw="", event=bindparam("stripped", type_=_INBOX.c.event.type)),
-        [{"row_id": row_id, "stripped": strip_event(event)} for row_id, event in rows],
-    )
-    return len(rows), int(rows[-1][0])
+    return len(prune), None if done else last_id
 
 
 async def delete_outbox_batch(
@@ -151,7 +164,7 @@ async def apply_retention(
                 session, before=raw_before, after_id=after_id, limit=batch
             )
         result.inbox_pruned += count
-        if last_id is None or count < batch:
+        if last_id is None:
             break
         after_id = last_id
     while True:

@@ -5,6 +5,8 @@
   heads only, through ix_inbox_head / ix_outbox_head (ix_outbox_head_due: when
   the next head is due).
 - Existing unfinished rows get their flags here.
+- ix_inbox_unpruned: the rows whose payload retention has not blanked yet, so the
+  hourly retention job does not walk every pruned row again.
 
 Revision ID: 0009
 Revises: 0008
@@ -48,8 +50,19 @@ def upgrade() -> None:
             f"WHERE e.{key} = {table}.{key} AND e.status IN ({statuses})))"
         )
 
+    with op.batch_alter_table("inbox", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_inbox_unpruned",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text("raw <> ''"),
+            sqlite_where=sa.text("raw <> ''"),
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbox_unpruned")
     for table, _key, _unfinished in _TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
             if table == "outbox":
