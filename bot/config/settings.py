@@ -51,7 +51,6 @@ class Settings(BaseSettings):
     bot_timezone: str = "Asia/Shanghai"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    redis_url: str | None = None
 
     # Operational knobs with sensible defaults; not part of the public contract.
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
