@@ -125,6 +125,78 @@ async def test_45009_pauses_the_key_for_a_minute(
     assert sorted(sent_texts(emulator)) == ["a", "b"]
 
 
+async def queue_appchat(runtime: Runtime, text: str, *, chat: str) -> int:
+    async with runtime.sessions() as session, session.begin():
+        item = await outbox.enqueue(
+            session,
+            outbox.NewMessage(
+                channel="appchat",
+                target=chat,
+                payload={"chatid": chat, "msgtype": "text", "text": {"content": text}},
+                rate_key=f"appchat:{chat}",
+                order_key=f"group:{chat}",
+            ),
+            now=runtime.clock(),
+        )
+    return item.id
+
+
+async def test_45009_from_one_robot_holds_neither_other_robots_nor_appchat(
+    runtime: Runtime, emulator: RunningEmulator, clock: Clock
+) -> None:
+    # A robot's 20-a-minute limit is the robot key's own: WeCom limited that key alone.
+    emulator.state.add_fault(Fault("webhook/send", errcode=45009))
+    refused = await queue(runtime, "a", key="k1", order="o1")
+    other_robot = await queue(runtime, "b", key="k2", order="o2")
+    appchat = await queue_appchat(runtime, "c", chat="chatA")
+    await runtime.dispatcher.drain()
+    assert (await row(runtime, refused)).status == "pending"
+    assert (await row(runtime, other_robot)).status == "sent"
+    assert (await row(runtime, appchat)).status == "sent"
+    assert sent_texts(emulator) == ["b"] and sent_texts(emulator, "appchat/send") == ["c"]
+    async with runtime.sessions() as session:
+        assert await outbox.paused_until(session, "webhook:k1", now=clock.now) is not None
+        assert await outbox.paused_until(session, "api:appchat/send", now=clock.now) is None
+
+
+async def test_45009_from_an_api_pauses_that_api_for_every_target(
+    runtime: Runtime, emulator: RunningEmulator, clock: Clock
+) -> None:
+    # appchat/send answers 45009 when the corp's call frequency for the API is used up:
+    # every group behind it must wait, while robots (no access token, own limits) go on.
+    emulator.state.add_fault(Fault("appchat/send", errcode=45009))
+    first = await queue_appchat(runtime, "A1", chat="chatA")
+    await runtime.dispatcher.run_once()
+    assert (await row(runtime, first)).status == "pending"
+    other_group = await queue_appchat(runtime, "B1", chat="chatB")
+    robot = await queue(runtime, "robot", key="k1")
+    await runtime.dispatcher.drain()
+    assert (await row(runtime, robot)).status == "sent"
+    held = await row(runtime, other_group)
+    assert held.status == "pending" and held.attempts == 0
+    assert held.next_attempt_at >= clock.now + timedelta(seconds=60)
+    assert sent_texts(emulator, "appchat/send") == []
+    clock.advance(66)
+    await runtime.dispatcher.drain()
+    assert sorted(sent_texts(emulator, "appchat/send")) == ["A1", "B1"]
+
+
+async def test_two_replicas_refused_at_once_share_one_pause(runtime: Runtime, clock: Clock) -> None:
+    # Upserts: a second 45009 for the same scope extends the pause, never errors,
+    # and never shortens a longer pause.
+    later, sooner = clock.now + timedelta(seconds=65), clock.now + timedelta(seconds=10)
+    async with runtime.sessions() as session, session.begin():
+        await outbox.pause(session, "api:message/send", until=later, reason="45009")
+    async with runtime.sessions() as session, session.begin():
+        await outbox.pause(session, "api:message/send", until=sooner, reason="45009 again")
+    async with runtime.sessions() as session:
+        assert await outbox.paused_until(session, "api:message/send", now=clock.now) == later
+        assert (
+            await outbox.paused_until(session, "private:u1", "api:message/send", now=clock.now)
+            == later
+        )
+
+
 async def test_twenty_a_minute_per_robot(
     runtime: Runtime, emulator: RunningEmulator, clock: Clock
 ) -> None:

@@ -37,6 +37,15 @@ def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> timedelta
     return timedelta(seconds=delay * random.uniform(0.8, 1.0))
 
 
+def pause_key(item: OutboxItem) -> str:
+    """The scope WeCom limited when a send of this row answers 45009: a webhook robot's
+    own key, or the corp-wide API the channel calls (appchat/send, message/send, …)."""
+    try:
+        return channel_named(item.channel).pause_key(item.target)
+    except CannotPost:  # an unknown channel never reaches WeCom; its own key will do
+        return item.rate_key
+
+
 async def send_row(client: SendClient, item: OutboxItem) -> dict[str, Any]:
     """One attempt through the row's channel object (retries are the dispatcher's)."""
     try:
@@ -104,9 +113,11 @@ class Dispatcher(PollingWorker):
         self.metrics.outbox_depth.set(depth)
         self.metrics.outbox_oldest_age.set(age)
 
-    async def _reserve_rate(self, session: AsyncSession, rate_key: str) -> datetime | None:
-        """Record a send through the key, or say when the key frees up."""
+    async def _reserve_rate(self, session: AsyncSession, item: OutboxItem) -> datetime | None:
+        """Record a send through the row's rate key, or say when it may go: after any
+        pause over its key or its channel's API, and when the key's window has room."""
         now = self.clock()
+        rate_key = item.rate_key
         if self._postgres is None:
             self._postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
         if self._postgres:
@@ -114,7 +125,7 @@ class Dispatcher(PollingWorker):
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": rate_key}
             )
-        paused = await outbox.paused_until(session, rate_key, now=now)
+        paused = await outbox.paused_until(session, rate_key, pause_key(item), now=now)
         if paused is not None:
             return paused
         limit = rate_limit_for(rate_key)
@@ -146,7 +157,7 @@ class Dispatcher(PollingWorker):
                 self.metrics.sends.labels(item.channel, "cancelled").inc()
                 log.info("outbox %s cancelled: %s", item_id, reason)
                 return
-            wait_until = await self._reserve_rate(session, item.rate_key)
+            wait_until = await self._reserve_rate(session, item)
             if wait_until is not None:
                 await outbox.mark_retry(
                     session,
@@ -222,7 +233,9 @@ class Dispatcher(PollingWorker):
             retry_at = now + backoff(attempts)
             if exc.kind == "rate_limited":
                 until = now + RATE_LIMITED_PAUSE
-                await outbox.pause(session, item.rate_key, until=until, reason=error)
+                scope = pause_key(item)
+                await outbox.pause(session, scope, until=until, reason=error)
+                log.warning("%s paused until %s: %s", scope, until.isoformat(), error)
                 retry_at = max(retry_at, until)
             await outbox.mark_retry(
                 session,
