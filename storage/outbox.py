@@ -257,22 +257,32 @@ async def wake_network_failures(session: AsyncSession, *, now: datetime) -> int:
 # --- shared rate limiting -----------------------------------------------------------
 
 
-async def rate_window_state(
-    session: AsyncSession, rate_key: str, *, now: datetime, window: timedelta
-) -> tuple[int, datetime | None]:
-    """How many sends through the key in the window, and the oldest one's time."""
-    result = await session.execute(
-        select(func.count(), func.min(RateEvent.at)).where(
-            RateEvent.rate_key == rate_key, RateEvent.at >= now - window
-        )
+# A rate event's `at` is the latest instant the receiver may have got that send: while
+# the request is in flight, its start plus the longest a send may take; once answered,
+# the answer's time (WeCom had the message before it answered).
+
+
+async def nth_latest_rate_event(session: AsyncSession, rate_key: str, n: int) -> datetime | None:
+    """`at` of the n-th latest send through the key (n=1: the latest); None if fewer."""
+    return await session.scalar(
+        select(RateEvent.at)
+        .where(RateEvent.rate_key == rate_key)
+        .order_by(RateEvent.at.desc())
+        .offset(n - 1)
+        .limit(1)
     )
-    count, oldest = result.one()
-    return int(count), oldest
 
 
-async def record_rate_event(session: AsyncSession, rate_key: str, *, now: datetime) -> None:
-    session.add(RateEvent(rate_key=rate_key, at=now))
+async def record_rate_event(session: AsyncSession, rate_key: str, *, at: datetime) -> int:
+    event = RateEvent(rate_key=rate_key, at=at)
+    session.add(event)
     await session.flush()
+    return event.id
+
+
+async def settle_rate_event(session: AsyncSession, event_id: int, *, answered_at: datetime) -> None:
+    """The send was answered: from now on it counts from the answer, not its worst case."""
+    await session.execute(update(RateEvent).where(RateEvent.id == event_id).values(at=answered_at))
 
 
 async def prune_rate_events(session: AsyncSession, *, before: datetime) -> None:
