@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +18,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# The advisory-lock key every replica takes before migrating (any fixed 64-bit number;
+# this one spells "wecombot" in ASCII). Other advisory locks in this project use other keys.
+MIGRATION_LOCK_KEY = 0x7765636F6D626F74
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -61,11 +65,24 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+def _serialize_migrations(connection: Connection) -> None:
+    """Several replicas starting at once on a fresh database would each run
+    `CREATE TABLE alembic_version` and all but one fail (duplicate key in pg_type). On
+    PostgreSQL the first takes a transaction-level advisory lock and the others wait on it;
+    the migration runs in that same transaction (alembic joins the open one), so a waiter
+    proceeds only after the schema is committed, then finds it at head and does nothing.
+    SQLite has a single writer already."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
+    _serialize_migrations(connection)
     command.upgrade(alembic_config(connection), revision)
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
+    _serialize_migrations(connection)
     command.downgrade(alembic_config(connection), revision)
 
 

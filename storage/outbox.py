@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import heads
@@ -253,43 +255,64 @@ async def wake_network_failures(session: AsyncSession, *, now: datetime) -> int:
 # --- shared rate limiting -----------------------------------------------------------
 
 
-async def rate_window_state(
-    session: AsyncSession, rate_key: str, *, now: datetime, window: timedelta
-) -> tuple[int, datetime | None]:
-    """How many sends through the key in the window, and the oldest one's time."""
-    result = await session.execute(
-        select(func.count(), func.min(RateEvent.at)).where(
-            RateEvent.rate_key == rate_key, RateEvent.at >= now - window
-        )
+# A rate event's `at` is the latest instant the receiver may have got that send: while
+# the request is in flight, its start plus the longest a send may take; once answered,
+# the answer's time (WeCom had the message before it answered).
+
+
+async def nth_latest_rate_event(session: AsyncSession, rate_key: str, n: int) -> datetime | None:
+    """`at` of the n-th latest send through the key (n=1: the latest); None if fewer."""
+    return await session.scalar(
+        select(RateEvent.at)
+        .where(RateEvent.rate_key == rate_key)
+        .order_by(RateEvent.at.desc())
+        .offset(n - 1)
+        .limit(1)
     )
-    count, oldest = result.one()
-    return int(count), oldest
 
 
-async def record_rate_event(session: AsyncSession, rate_key: str, *, now: datetime) -> None:
-    session.add(RateEvent(rate_key=rate_key, at=now))
+async def record_rate_event(session: AsyncSession, rate_key: str, *, at: datetime) -> int:
+    event = RateEvent(rate_key=rate_key, at=at)
+    session.add(event)
     await session.flush()
+    return event.id
+
+
+async def settle_rate_event(session: AsyncSession, event_id: int, *, answered_at: datetime) -> None:
+    """The send was answered: from now on it counts from the answer, not its worst case."""
+    await session.execute(update(RateEvent).where(RateEvent.id == event_id).values(at=answered_at))
 
 
 async def prune_rate_events(session: AsyncSession, *, before: datetime) -> None:
     await session.execute(delete(RateEvent).where(RateEvent.at < before))
 
 
-async def paused_until(session: AsyncSession, rate_key: str, *, now: datetime) -> datetime | None:
-    pause = await session.get(RatePause, rate_key)
-    if pause is None or pause.until <= now:
-        return None
-    return pause.until
+async def paused_until(session: AsyncSession, *rate_keys: str, now: datetime) -> datetime | None:
+    """When the latest pause over any of the keys (a target's, its API's) ends; None if none."""
+    until = await session.scalar(
+        select(func.max(RatePause.until)).where(
+            RatePause.rate_key.in_(rate_keys), RatePause.until > now
+        )
+    )
+    return until
 
 
 async def pause(session: AsyncSession, rate_key: str, *, until: datetime, reason: str) -> None:
-    pause_row = await session.get(RatePause, rate_key)
-    if pause_row is None:
-        session.add(RatePause(rate_key=rate_key, until=until, reason=reason))
-    else:
-        pause_row.until = max(pause_row.until, until)
-        pause_row.reason = reason
-    await session.flush()
+    """Hold the key until `until` (never shortening a longer pause). An upsert: two
+    replicas refused at once must not fail on each other's row."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(RatePause).values(rate_key=rate_key, until=until, reason=reason)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["rate_key"],
+        set_={
+            "until": func.max(RatePause.until, stmt.excluded.until)
+            if dialect == "sqlite"
+            else func.greatest(RatePause.until, stmt.excluded.until),
+            "reason": stmt.excluded.reason,
+        },
+    )
+    await session.execute(stmt)
 
 
 async def depth_and_age(session: AsyncSession, *, now: datetime) -> tuple[int, float]:

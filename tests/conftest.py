@@ -92,6 +92,27 @@ def postgres_url() -> Iterator[str]:
         _admin(given, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (never migrated), dropped after it.
+
+    Skips the test when TEST_DATABASE_URL is not set or the role may not create databases."""
+    import secrets
+
+    if not os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL")
+    given = _pg_url()
+    name = f"wecombot_fresh_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        _admin(given, f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        pytest.skip(f"cannot create a fresh database: {exc}")
+    try:
+        yield _with_database(given, name)
+    finally:
+        _admin(given, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def _reset_postgres(url: str) -> None:
     engine = db.make_engine(url)
     try:

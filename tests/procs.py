@@ -29,7 +29,6 @@ CONFIG_VARS = (
     "BOT_TIMEZONE",
     "HOST",
     "PORT",
-    "REDIS_URL",
 )
 
 

@@ -155,3 +155,17 @@ def test_split_keeps_lines_whole_when_it_can() -> None:
     assert split_text("短", 2048) == ["短"]
     parts = split_text("一" * 1000, 300)  # one over-long line: cut by characters
     assert all(len(p.encode()) <= 300 for p in parts) and "".join(parts) == "一" * 1000
+
+
+def test_a_45009_pauses_the_scope_wecom_limited() -> None:
+    from handlers.channels import CHANNELS
+
+    # A robot's limit is its key's own; the other channels share a corp-wide API limit.
+    assert CHANNELS["webhook"].pause_key("k1") == "webhook:k1"
+    assert CHANNELS["appchat"].pause_key("chatA") == "api:appchat/send"
+    assert CHANNELS["private"].pause_key("u1") == "api:message/send"
+    assert (
+        CHANNELS["customer_group"].pause_key("wr1")
+        == CHANNELS["private_customer"].pause_key("wm1")
+        == "api:externalcontact/add_msg_template"
+    )

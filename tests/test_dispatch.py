@@ -125,6 +125,78 @@ async def test_45009_pauses_the_key_for_a_minute(
     assert sorted(sent_texts(emulator)) == ["a", "b"]
 
 
+async def queue_appchat(runtime: Runtime, text: str, *, chat: str) -> int:
+    async with runtime.sessions() as session, session.begin():
+        item = await outbox.enqueue(
+            session,
+            outbox.NewMessage(
+                channel="appchat",
+                target=chat,
+                payload={"chatid": chat, "msgtype": "text", "text": {"content": text}},
+                rate_key=f"appchat:{chat}",
+                order_key=f"group:{chat}",
+            ),
+            now=runtime.clock(),
+        )
+    return item.id
+
+
+async def test_45009_from_one_robot_holds_neither_other_robots_nor_appchat(
+    runtime: Runtime, emulator: RunningEmulator, clock: Clock
+) -> None:
+    # A robot's 20-a-minute limit is the robot key's own: WeCom limited that key alone.
+    emulator.state.add_fault(Fault("webhook/send", errcode=45009))
+    refused = await queue(runtime, "a", key="k1", order="o1")
+    other_robot = await queue(runtime, "b", key="k2", order="o2")
+    appchat = await queue_appchat(runtime, "c", chat="chatA")
+    await runtime.dispatcher.drain()
+    assert (await row(runtime, refused)).status == "pending"
+    assert (await row(runtime, other_robot)).status == "sent"
+    assert (await row(runtime, appchat)).status == "sent"
+    assert sent_texts(emulator) == ["b"] and sent_texts(emulator, "appchat/send") == ["c"]
+    async with runtime.sessions() as session:
+        assert await outbox.paused_until(session, "webhook:k1", now=clock.now) is not None
+        assert await outbox.paused_until(session, "api:appchat/send", now=clock.now) is None
+
+
+async def test_45009_from_an_api_pauses_that_api_for_every_target(
+    runtime: Runtime, emulator: RunningEmulator, clock: Clock
+) -> None:
+    # appchat/send answers 45009 when the corp's call frequency for the API is used up:
+    # every group behind it must wait, while robots (no access token, own limits) go on.
+    emulator.state.add_fault(Fault("appchat/send", errcode=45009))
+    first = await queue_appchat(runtime, "A1", chat="chatA")
+    await runtime.dispatcher.run_once()
+    assert (await row(runtime, first)).status == "pending"
+    other_group = await queue_appchat(runtime, "B1", chat="chatB")
+    robot = await queue(runtime, "robot", key="k1")
+    await runtime.dispatcher.drain()
+    assert (await row(runtime, robot)).status == "sent"
+    held = await row(runtime, other_group)
+    assert held.status == "pending" and held.attempts == 0
+    assert held.next_attempt_at >= clock.now + timedelta(seconds=60)
+    assert sent_texts(emulator, "appchat/send") == []
+    clock.advance(66)
+    await runtime.dispatcher.drain()
+    assert sorted(sent_texts(emulator, "appchat/send")) == ["A1", "B1"]
+
+
+async def test_two_replicas_refused_at_once_share_one_pause(runtime: Runtime, clock: Clock) -> None:
+    # Upserts: a second 45009 for the same scope extends the pause, never errors,
+    # and never shortens a longer pause.
+    later, sooner = clock.now + timedelta(seconds=65), clock.now + timedelta(seconds=10)
+    async with runtime.sessions() as session, session.begin():
+        await outbox.pause(session, "api:message/send", until=later, reason="45009")
+    async with runtime.sessions() as session, session.begin():
+        await outbox.pause(session, "api:message/send", until=sooner, reason="45009 again")
+    async with runtime.sessions() as session:
+        assert await outbox.paused_until(session, "api:message/send", now=clock.now) == later
+        assert (
+            await outbox.paused_until(session, "private:u1", "api:message/send", now=clock.now)
+            == later
+        )
+
+
 async def test_twenty_a_minute_per_robot(
     runtime: Runtime, emulator: RunningEmulator, clock: Clock
 ) -> None:
@@ -137,7 +209,11 @@ async def test_twenty_a_minute_per_robot(
     waiting = [await row(runtime, i) for i in ids]
     assert sum(1 for item in waiting if item.status == "pending") == 5
     assert all(item.attempts == 0 for item in waiting if item.status == "pending")
+    # The 21st waits until the 1st's answer is more than 60 s + RATE_MARGIN (2 s) old.
     clock.advance(61)
+    await runtime.dispatcher.drain()
+    assert len(sent_texts(emulator)) == 20
+    clock.advance(1.1)
     await runtime.dispatcher.drain()
     assert len(sent_texts(emulator)) == 25
     # Another robot key was never held back by the first one's window.
@@ -277,3 +353,62 @@ async def test_a_send_slower_than_the_lease_is_not_sent_twice(
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_concurrent_dispatchers_keep_a_robots_window_at_the_receiver(
+    database_url: str, templates_dir: Path
+) -> None:
+    """Four replicas' dispatchers drain one robot's queue. Requests take time in transit
+    (the receiver stamps them later than they were started), unevenly: still never more
+    than 20 within any 60 s as the receiver counts them, and each message once."""
+    import itertools
+
+    from bot.sandbox.emulator import EmulatorState
+    from bot.sandbox.emulator.server import start_emulator_in_thread
+    from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET
+
+    clock = Clock(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
+    transits = itertools.cycle([1.5, 0.05, 0.9, 0.0, 0.3, 1.2, 0.1])
+
+    def received_at() -> float:
+        # Time passes while a request travels: the receiver's stamp is later than the
+        # sender's start, and the sender sees the answer later still.
+        clock.advance(next(transits))
+        return clock.now.timestamp()
+
+    state = EmulatorState(
+        corp_id=TEST_CORP_ID, corp_secret=TEST_CORP_SECRET, wall_clock=received_at
+    )
+    state.webhook_rate_limit = 10_000  # what is measured is our limiter, not the fake's
+    fake = start_emulator_in_thread(state)
+    settings = configured_settings(
+        database_url=database_url, templates_dir=templates_dir, api_base=fake.base_url
+    )
+    replicas = [await build_runtime(settings, api_base=fake.base_url, clock=clock)]
+    for _ in range(3):
+        replicas.append(
+            await build_runtime(settings, api_base=fake.base_url, clock=clock, migrate=False)
+        )
+    try:
+        texts = [f"m{n}" for n in range(45)]
+        for n, text in enumerate(texts):
+            await queue(replicas[0], text, key="robot", order=f"o{n}")
+        for _ in range(500):
+            if len(sent_texts(fake)) == len(texts):
+                break
+            handled = await asyncio.gather(*(r.dispatcher.run_once() for r in replicas))
+            if sum(handled) == 0:  # all wait for the window: on to the next due row
+                async with replicas[0].sessions() as session:
+                    due = await outbox.next_due_at(session)
+                assert due is not None
+                clock.now = max(due, clock.now + timedelta(milliseconds=10))
+        assert sorted(sent_texts(fake)) == sorted(texts)
+        stamps = sorted(r.at for r in fake.state.sent_since(0) if r.api == "webhook/send")
+        closest = min(stamps[i + 20] - stamps[i] for i in range(len(stamps) - 20))
+        assert closest >= 60, f"21 sends within {closest:.2f} s at the receiver"
+        # ... and not held back much beyond the limit either: three windows for 45.
+        assert stamps[-1] - stamps[0] < 3 * 65
+    finally:
+        for replica in replicas:
+            await replica.aclose()
+        fake.stop()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config.settings import SANDBOX_CORP_ID, ConfigError, load_settings
+from bot.config.settings import SANDBOX_CORP_ID, ConfigError, Settings, load_settings
 from tests.conftest import make_settings
 
 
@@ -37,6 +37,12 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert (settings.retention_raw_days, settings.retention_sent_days) == (7, 60)
     assert settings.group_cache_size == 100
     assert settings.database_url == "postgresql+asyncpg://postgres@127.0.0.1/test"
+
+
+def test_no_setting_that_does_nothing() -> None:
+    # REDIS_URL was accepted and ignored: an operator setting it would believe replicas
+    # coordinate through Redis. They coordinate through the database; SPEC §3 has no Redis.
+    assert "redis_url" not in Settings.model_fields
 
 
 @pytest.mark.parametrize(

@@ -207,24 +207,29 @@ async def test_failed_rows_retry_and_wake_after_restart(
 async def test_rate_window_and_pause(sessions: async_sessionmaker[AsyncSession]) -> None:
     window = timedelta(seconds=60)
     async with sessions() as session, session.begin():
-        for n in range(3):
-            await outbox.record_rate_event(session, "webhook:k", now=T0 + timedelta(seconds=n))
-        count, oldest = await outbox.rate_window_state(
-            session, "webhook:k", now=T0 + timedelta(seconds=10), window=window
+        ids = [
+            await outbox.record_rate_event(session, "webhook:k", at=T0 + timedelta(seconds=n))
+            for n in range(3)
+        ]
+        await outbox.record_rate_event(session, "webhook:other", at=T0 + timedelta(hours=1))
+        assert await outbox.nth_latest_rate_event(session, "webhook:k", 1) == T0 + timedelta(
+            seconds=2
         )
-        assert (count, oldest) == (3, T0)
-        count, _ = await outbox.rate_window_state(
-            session, "webhook:k", now=T0 + timedelta(seconds=61), window=window
+        assert await outbox.nth_latest_rate_event(session, "webhook:k", 3) == T0
+        assert await outbox.nth_latest_rate_event(session, "webhook:k", 4) is None
+        # An answered send counts from its answer: here later than the in-flight bound.
+        await outbox.settle_rate_event(session, ids[0], answered_at=T0 + timedelta(seconds=5))
+        assert await outbox.nth_latest_rate_event(session, "webhook:k", 1) == T0 + timedelta(
+            seconds=5
         )
-        assert count == 2
         await outbox.pause(session, "webhook:k", until=T0 + window, reason="45009")
         assert await outbox.paused_until(session, "webhook:k", now=T0) == T0 + window
         assert await outbox.paused_until(session, "webhook:k", now=T0 + window) is None
         await outbox.prune_rate_events(session, before=T0 + timedelta(seconds=2))
-        count, _ = await outbox.rate_window_state(
-            session, "webhook:k", now=T0 + timedelta(seconds=10), window=window
+        assert await outbox.nth_latest_rate_event(session, "webhook:k", 2) == T0 + timedelta(
+            seconds=2
         )
-        assert count == 1
+        assert await outbox.nth_latest_rate_event(session, "webhook:k", 3) is None
 
 
 async def test_migrations_match_the_models(engine: AsyncEngine) -> None:

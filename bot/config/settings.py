@@ -51,7 +51,6 @@ class Settings(BaseSettings):
     bot_timezone: str = "Asia/Shanghai"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    redis_url: str | None = None
     # SPEC §3: decrypted payloads of processed inbox rows are blanked after this many
     # days (privacy); sent/cancelled/failed outbox rows are deleted after this many.
     retention_raw_days: int = Field(default=30, ge=1)

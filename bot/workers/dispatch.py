@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,21 +21,45 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
 from bot.wecom.client import WeComClient
-from bot.wecom.errors import WeComError
+from bot.wecom.errors import TransportError, WeComError
 from bot.workers.claims import new_token
 from bot.workers.polling import PollingWorker
-from handlers.channels import CannotPost, SendClient, channel_named, rate_limit_for
+from handlers.channels import CannotPost, SendClient, channel_named, rate_policy_for
 from storage import outbox
 from storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
 
 RATE_LIMITED_PAUSE = timedelta(seconds=65)  # WeCom asks for at least a minute on 45009
+# A rate window is judged as the receiver sees it. Each send counts until the latest
+# instant WeCom may have received it (its answer; while in flight, its start plus
+# SEND_TIME_LIMIT), and a new send, which WeCom receives after it starts, may start only
+# when the policy's n-th latest send counts until more than `seconds + RATE_MARGIN` ago.
+# The margin covers clock differences between replicas and the receiver's own rounding.
+RATE_MARGIN = timedelta(seconds=2)
+# The longest one send may take (token fetch included); cut off beyond it, so a send
+# still in flight has a known worst-case receive time.
+SEND_TIME_LIMIT = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    wait_until: datetime | None = None  # not now: a pause or a full window until then
+    event_id: int | None = None  # the recorded send, settled when it is answered
 
 
 def backoff(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> timedelta:
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     return timedelta(seconds=delay * random.uniform(0.8, 1.0))
+
+
+def pause_key(item: OutboxItem) -> str:
+    """The scope WeCom limited when a send of this row answers 45009: a webhook robot's
+    own key, or the corp-wide API the channel calls (appchat/send, message/send, …)."""
+    try:
+        return channel_named(item.channel).pause_key(item.target)
+    except CannotPost:  # an unknown channel never reaches WeCom; its own key will do
+        return item.rate_key
 
 
 async def send_row(client: SendClient, item: OutboxItem) -> dict[str, Any]:
@@ -104,28 +129,34 @@ class Dispatcher(PollingWorker):
         self.metrics.outbox_depth.set(depth)
         self.metrics.outbox_oldest_age.set(age)
 
-    async def _reserve_rate(self, session: AsyncSession, rate_key: str) -> datetime | None:
-        """Record a send through the key, or say when the key frees up."""
+    async def _reserve_rate(self, session: AsyncSession, item: OutboxItem) -> Reservation:
+        """Record a send through the row's rate key, or say when it may go: after any
+        pause over its key or its channel's API, and when the key's window has room.
+
+        The caller's transaction has already written (the lease renewal), so on SQLite
+        it holds the database's write lock: check and record are atomic there too."""
         now = self.clock()
+        rate_key = item.rate_key
         if self._postgres is None:
             self._postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
         if self._postgres:
-            # Replicas share one window per key: serialize the check-and-record.
+            # Replicas share one window per key: serialize the check-and-record until
+            # this transaction commits, with the new event in it.
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": rate_key}
             )
-        paused = await outbox.paused_until(session, rate_key, now=now)
+        paused = await outbox.paused_until(session, rate_key, pause_key(item), now=now)
         if paused is not None:
-            return paused
-        limit = rate_limit_for(rate_key)
-        if limit is not None:
-            count, oldest = await outbox.rate_window_state(
-                session, rate_key, now=now, window=timedelta(seconds=limit[1])
-            )
-            if count >= limit[0] and oldest is not None:
-                return oldest + timedelta(seconds=limit[1], milliseconds=50)
-        await outbox.record_rate_event(session, rate_key, now=now)
-        return None
+            return Reservation(wait_until=paused)
+        policy = rate_policy_for(rate_key)
+        if policy is None:
+            return Reservation()
+        window = timedelta(seconds=policy.seconds) + RATE_MARGIN
+        nth = await outbox.nth_latest_rate_event(session, rate_key, policy.messages)
+        if nth is not None and nth + window >= now:
+            return Reservation(wait_until=nth + window + timedelta(milliseconds=50))
+        event_id = await outbox.record_rate_event(session, rate_key, at=now + SEND_TIME_LIMIT)
+        return Reservation(event_id=event_id)
 
     async def _handle(self, item_id: int, token: str) -> None:
         async with self.sessions() as session, session.begin():
@@ -146,12 +177,12 @@ class Dispatcher(PollingWorker):
                 self.metrics.sends.labels(item.channel, "cancelled").inc()
                 log.info("outbox %s cancelled: %s", item_id, reason)
                 return
-            wait_until = await self._reserve_rate(session, item.rate_key)
-            if wait_until is not None:
+            reservation = await self._reserve_rate(session, item)
+            if reservation.wait_until is not None:
                 await outbox.mark_retry(
                     session,
                     item_id,
-                    retry_at=wait_until,
+                    retry_at=reservation.wait_until,
                     error=None,
                     error_kind=None,
                     count_attempt=False,
@@ -159,19 +190,28 @@ class Dispatcher(PollingWorker):
                 )
                 self.metrics.sends.labels(item.channel, "throttled").inc()
                 return
+        sent = reservation.event_id
         try:
             async with self._lease_held(item_id, token):
-                result = await send_row(self.client, item)
+                async with asyncio.timeout(SEND_TIME_LIMIT.total_seconds()):
+                    result = await send_row(self.client, item)
+        except TimeoutError:
+            late = TransportError(f"no answer within {SEND_TIME_LIMIT.total_seconds():.0f} s")
+            await self._failed_attempt(item, late, token, sent)
+            return
         except WeComError as exc:
-            await self._failed_attempt(item, exc, token)
+            await self._failed_attempt(item, exc, token, sent)
             return
         except Exception as exc:  # a bug or an odd answer must not wedge the row
             log.exception("outbox %s: unexpected error while sending", item_id)
             error = WeComError(-4, f"{type(exc).__name__}: {exc}", kind="retry")
-            await self._failed_attempt(item, error, token)
+            await self._failed_attempt(item, error, token, sent)
             return
         async with self.sessions() as session, session.begin():
-            await outbox.mark_sent(session, item_id, now=self.clock(), result=result, token=token)
+            now = self.clock()
+            if sent is not None:
+                await outbox.settle_rate_event(session, sent, answered_at=now)
+            await outbox.mark_sent(session, item_id, now=now, result=result, token=token)
         self.metrics.sends.labels(item.channel, "sent").inc()
 
     @contextlib.asynccontextmanager
@@ -207,11 +247,17 @@ class Dispatcher(PollingWorker):
             with contextlib.suppress(Exception):
                 await renewer
 
-    async def _failed_attempt(self, item: OutboxItem, exc: WeComError, token: str) -> None:
+    async def _failed_attempt(
+        self, item: OutboxItem, exc: WeComError, token: str, sent: int | None
+    ) -> None:
         now = self.clock()
         error = f"{exc.errcode}: {exc.errmsg}"
         attempts = item.attempts + 1
         async with self.sessions() as session, session.begin():
+            if sent is not None:
+                # A failed send may still have reached WeCom (a timeout, a lost answer):
+                # it keeps its place in the window, counted from now.
+                await outbox.settle_rate_event(session, sent, answered_at=now)
             if exc.kind == "permanent" or attempts >= self.max_attempts:
                 await outbox.mark_failed(
                     session, item.id, error=error, error_kind=exc.kind, token=token
@@ -222,7 +268,9 @@ class Dispatcher(PollingWorker):
             retry_at = now + backoff(attempts)
             if exc.kind == "rate_limited":
                 until = now + RATE_LIMITED_PAUSE
-                await outbox.pause(session, item.rate_key, until=until, reason=error)
+                scope = pause_key(item)
+                await outbox.pause(session, scope, until=until, reason=error)
+                log.warning("%s paused until %s: %s", scope, until.isoformat(), error)
                 retry_at = max(retry_at, until)
             await outbox.mark_retry(
                 session,

@@ -11,6 +11,7 @@ class AppchatChannel(GroupChannel):
     name = "appchat"
     capabilities: ClassVar[Capabilities] = Capabilities(True, True, True, 2048, None)
     rate_policy: ClassVar[RatePolicy | None] = RatePolicy(20, 60)
+    limited_api: ClassVar[str | None] = "appchat/send"
 
     def payload(self, chat_id: str, config: JSONDict, text: str) -> tuple[str, JSONDict]:
         return chat_id, {"chatid": chat_id, "msgtype": "text", "text": {"content": text}}

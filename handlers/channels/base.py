@@ -58,6 +58,10 @@ class Channel(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     rate_policy: ClassVar[RatePolicy | None] = None
+    # The server API whose corp-wide call frequency WeCom limits for this channel: a
+    # 45009 from it pauses every send through that API, whatever the target. None: the
+    # limit is the target's own (a webhook robot key), so a 45009 pauses that key alone.
+    limited_api: ClassVar[str | None] = None
 
     @abstractmethod
     async def send(self, client: SendClient, target: str, payload: JSONDict) -> JSONDict:
@@ -65,6 +69,10 @@ class Channel(ABC):
 
     def rate_key(self, target: str) -> str:
         return f"{self.name}:{target}"
+
+    def pause_key(self, target: str) -> str:
+        """The scope a 45009 through this channel and target pauses (see `limited_api`)."""
+        return self.rate_key(target) if self.limited_api is None else f"api:{self.limited_api}"
 
 
 class GroupChannel(Channel):

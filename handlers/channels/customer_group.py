@@ -25,6 +25,7 @@ class CustomerGroupChannel(GroupChannel):
     name = "customer_group"
     capabilities: ClassVar[Capabilities] = Capabilities(True, False, False, 4000, 1)
     rate_policy: ClassVar[RatePolicy | None] = RatePolicy(1, DAY)
+    limited_api: ClassVar[str | None] = "externalcontact/add_msg_template"
 
     def payload(self, chat_id: str, config: JSONDict, text: str) -> tuple[str, JSONDict]:
         sender = str(config.get("sender") or "")

@@ -21,6 +21,8 @@ class PrivateCustomerChannel(PrivateChannel):
     # A customer may receive as many enterprise mass messages a month as the month has
     # days (notes §5.4): stay under the shortest month; a message past it waits.
     rate_policy: ClassVar[RatePolicy | None] = RatePolicy(28, 30 * DAY)
+    # Same API as the customer group's mass send: one 45009 pauses both.
+    limited_api: ClassVar[str | None] = "externalcontact/add_msg_template"
 
     def payload(self, member_id: str, sender: str | None, text: str) -> JSONDict:
         if not sender:

@@ -12,6 +12,8 @@ class PrivateInternalChannel(PrivateChannel):
     capabilities: ClassVar[Capabilities] = Capabilities(True, True, True, 2048, None)
     # WeCom: an app may message one member at most 30 times a minute.
     rate_policy: ClassVar[RatePolicy | None] = RatePolicy(30, 60)
+    # Over the per-member rate WeCom drops silently; a 45009 is the app's call frequency.
+    limited_api: ClassVar[str | None] = "message/send"
 
     def payload(self, member_id: str, sender: str | None, text: str) -> JSONDict:
         return {"touser": member_id, "msgtype": "text", "text": {"content": text}}
