@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import select, text  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
 from storage import db, inbox, outbox  # noqa: E402
 from storage.models import InboxItem, OutboxItem  # noqa: E402
@@ -74,14 +74,14 @@ def _message(order_key: str, n: int) -> outbox.NewMessage:
 
 async def _inbox_head(session: AsyncSession, chat_id: str) -> int:
     found = await session.execute(
-        select(InboxItem.id).where(InboxItem.chat_id == chat_id, InboxItem.is_head.is_(True))
+        select(InboxItem.id).where(InboxItem.chat_id == chat_id, InboxItem.is_head)
     )
     return int(found.scalar_one())
 
 
 async def _outbox_head(session: AsyncSession, order_key: str) -> int:
     found = await session.execute(
-        select(OutboxItem.id).where(OutboxItem.order_key == order_key, OutboxItem.is_head.is_(True))
+        select(OutboxItem.id).where(OutboxItem.order_key == order_key, OutboxItem.is_head)
     )
     return int(found.scalar_one())
 
@@ -113,30 +113,46 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
-async def timed(sessions: async_sessionmaker[AsyncSession], op: Operation, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        async with sessions() as session:
-            transaction = await session.begin()
-            started = time.perf_counter()
-            await op(session)
-            samples.append(time.perf_counter() - started)
-            await transaction.rollback()
-    return statistics.median(samples)
+async def timed_once(sessions: async_sessionmaker[AsyncSession], op: Operation) -> float:
+    async with sessions() as session:
+        transaction = await session.begin()
+        started = time.perf_counter()
+        await op(session)
+        elapsed = time.perf_counter() - started
+        await transaction.rollback()
+    return elapsed
 
 
-async def measure(url: str, backlog: int, repeat: int) -> dict[str, float]:
+async def prepare(url: str, backlog: int) -> AsyncEngine:
     engine = db.make_engine(url)
+    await db.upgrade(engine)
+    await fill(db.make_sessionmaker(engine), backlog)
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:  # committed: statistics roll back too
+            await conn.execute(text("ANALYZE"))
+    return engine
+
+
+async def measure(urls: dict[int, str], repeat: int) -> dict[int, dict[str, float]]:
+    """Both databases are measured in alternation, repetition by repetition, so a
+    busy moment of the machine weighs on both alike."""
+    engines = {backlog: await prepare(url, backlog) for backlog, url in urls.items()}
     try:
-        await db.upgrade(engine)
-        sessions = db.make_sessionmaker(engine)
-        await fill(sessions, backlog)
-        if engine.dialect.name == "postgresql":
-            async with engine.connect() as conn:
-                await conn.execute(text("ANALYZE"))
-        return {name: await timed(sessions, op, repeat) for name, op in OPERATIONS.items()}
+        samples: dict[int, dict[str, list[float]]] = {
+            backlog: {name: [] for name in OPERATIONS} for backlog in urls
+        }
+        makers = {backlog: db.make_sessionmaker(engine) for backlog, engine in engines.items()}
+        for _ in range(repeat):
+            for name, op in OPERATIONS.items():
+                for backlog, sessions in makers.items():
+                    samples[backlog][name].append(await timed_once(sessions, op))
+        return {
+            backlog: {name: statistics.median(values) for name, values in ops.items()}
+            for backlog, ops in samples.items()
+        }
     finally:
-        await engine.dispose()
+        for engine in engines.values():
+            await engine.dispose()
 
 
 async def postgres_database(base: str, name: str, create: bool) -> str:
@@ -158,18 +174,23 @@ async def main() -> None:
     parser.add_argument("--shallow", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=60)
     args = parser.parse_args()
-    results: dict[int, dict[str, float]] = {}
+    backlogs = (args.shallow, args.deep)
     with tempfile.TemporaryDirectory() as tmp:
-        for backlog in (args.shallow, args.deep):
+        if args.database_url:
+            names = {backlog: f"wecombot_bench_claims_{backlog}" for backlog in backlogs}
+            urls = {
+                backlog: await postgres_database(args.database_url, name, create=True)
+                for backlog, name in names.items()
+            }
+        else:
+            urls = {
+                backlog: f"sqlite+aiosqlite:///{tmp}/claims-{backlog}.db" for backlog in backlogs
+            }
+        try:
+            results = await measure(urls, args.repeat)
+        finally:
             if args.database_url:
-                name = f"wecombot_bench_claims_{backlog}"
-                url = await postgres_database(args.database_url, name, create=True)
-            else:
-                url = f"sqlite+aiosqlite:///{tmp}/claims-{backlog}.db"
-            try:
-                results[backlog] = await measure(url, backlog, args.repeat)
-            finally:
-                if args.database_url:
+                for name in names.values():
                     await postgres_database(args.database_url, name, create=False)
     engine = "PostgreSQL" if args.database_url else "SQLite"
     print(f"{engine}: backlog of one chat {args.deep} vs {args.shallow} (median of {args.repeat})")

@@ -115,7 +115,7 @@ async def claim(
     head_ids = await claim_ids(
         session,
         InboxItem,
-        and_(InboxItem.is_head.is_(True), _claimable(now)),
+        and_(InboxItem.is_head, _claimable(now)),
         [InboxItem.id],
         limit,
         values,

@@ -81,7 +81,7 @@ class InboxItem(Base):
     __table_args__ = (
         Index("ix_inbox_due", "status", "next_attempt_at"),
         Index("ix_inbox_chat_order", "chat_id", "status", "id"),
-        Index("ix_inbox_head", "is_head", "id"),
+        Index("ix_inbox_head", "is_head", "id", postgresql_where=text("is_head")),
         # Rows retention has not blanked yet (storage/retention.py walks only these).
         Index(
             "ix_inbox_unpruned",
@@ -116,8 +116,14 @@ class OutboxItem(Base):
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_order", "order_key", "status", "id"),
         Index("ix_outbox_member", "member_id", "status"),
-        Index("ix_outbox_head", "is_head", "id"),
-        Index("ix_outbox_head_due", "is_head", "status", "next_attempt_at"),
+        Index("ix_outbox_head", "is_head", "id", postgresql_where=text("is_head")),
+        Index(
+            "ix_outbox_head_due",
+            "is_head",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("is_head"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

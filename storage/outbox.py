@@ -59,7 +59,7 @@ def _due(now: datetime) -> Any:
     # Messages to one destination go out in the order they were queued: only the
     # oldest unsent row of each order key (its head) may be claimed.
     return and_(
-        OutboxItem.is_head.is_(True),
+        OutboxItem.is_head,
         or_(
             and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
             and_(OutboxItem.status == "sending", OutboxItem.locked_until < now),
@@ -102,7 +102,7 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
     same destination do not count (they go when that one does)."""
     result = await session.execute(
         select(func.min(OutboxItem.next_attempt_at)).where(
-            OutboxItem.is_head.is_(True), OutboxItem.status == "pending"
+            OutboxItem.is_head, OutboxItem.status == "pending"
         )
     )
     value: datetime | None = result.scalar_one_or_none()

@@ -5,6 +5,7 @@ Nothing is stored for a refused request; processing happens after the answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Annotated, Any
@@ -33,8 +34,14 @@ def _fail(runtime: Runtime, path: str, status: int, detail: str) -> HTTPExceptio
 
 def _crypto(runtime: Runtime, *, aibot: bool) -> WeComCrypto:
     settings = runtime.settings
+    return _crypto_for(settings.callback_token, settings.aes_key, settings.corp_id, aibot)
+
+
+@functools.lru_cache(maxsize=8)
+def _crypto_for(token: str, aes_key: str, corp_id: str, aibot: bool) -> WeComCrypto:
+    # Built once per configuration, not per callback (the key is decoded once).
     # 智能机器人 callbacks are encrypted with an empty receive-id.
-    return WeComCrypto(settings.callback_token, settings.aes_key, "" if aibot else settings.corp_id)
+    return WeComCrypto(token, aes_key, "" if aibot else corp_id)
 
 
 def _verify_echo(

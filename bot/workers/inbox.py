@@ -68,11 +68,21 @@ def needs_snapshot(event: Event) -> bool:
     return bool(event.chat_id) and isinstance(event, MemberJoined | GroupCreated | GroupUpdated)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What the worker needs of a claimed inbox row (not the raw payload)."""
+
+    id: int
+    chat_id: str | None
+    attempts: int
+    event: dict[str, Any] | None
+
+
 @dataclass
 class Work:
     """One claimed event, ready to run: parsed, with its group's details if it needs them."""
 
-    item: InboxItem
+    item: Claimed
     event: Event | None = None
     snapshot: GroupSnapshot | None = None
     error: Exception | None = None  # preparing it failed: it is retried later
@@ -110,6 +120,10 @@ def plan_batch(work: Sequence[Work], failures: dict[int, Exception]) -> Plan:
 
 class InboxProcessor(PollingWorker):
     name = "inbox"
+    # Events that trickle in (callbacks arriving while a batch runs) are taken a
+    # tenth of a second later in one batch instead of a few at a time: the batch's
+    # transactions and commits are paid once for all of them.
+    pace_seconds = 0.1
 
     def __init__(
         self,
@@ -155,9 +169,11 @@ class InboxProcessor(PollingWorker):
             return 0
         async with self.sessions() as session:
             found = await session.execute(
-                select(InboxItem).where(InboxItem.id.in_(ids)).order_by(InboxItem.id)
+                select(InboxItem.id, InboxItem.chat_id, InboxItem.attempts, InboxItem.event)
+                .where(InboxItem.id.in_(ids))
+                .order_by(InboxItem.id)
             )
-            items = list(found.scalars())
+            items = [Claimed(*row) for row in found.all()]
         work = [await self._prepare(item) for item in items]
         self._queued, self._applied = 0, set()
         try:
@@ -167,7 +183,7 @@ class InboxProcessor(PollingWorker):
         self.on_processed(BatchOutcome(len(ids), self._queued, frozenset(self._applied)))
         return len(ids)
 
-    async def _prepare(self, item: InboxItem) -> Work:
+    async def _prepare(self, item: Claimed) -> Work:
         entry = Work(item)
         if item.event is None:
             return entry
@@ -286,7 +302,7 @@ class InboxProcessor(PollingWorker):
         return ran, ctx
 
     async def _record_failure(
-        self, session: AsyncSession, item: InboxItem, exc: Exception, now: datetime, token: str
+        self, session: AsyncSession, item: Claimed, exc: Exception, now: datetime, token: str
     ) -> None:
         error = f"{type(exc).__name__}: {exc}"
         final = item.attempts >= self.max_attempts

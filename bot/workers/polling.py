@@ -23,6 +23,11 @@ class PollingWorker:
 
     name = "worker"
     backoff_base = 0.5  # seconds after the first failed round; doubles, capped at 30 s
+    # After a round that found work but less than a full batch, wait this long
+    # before the next one, so work that trickles in is taken in batches (the
+    # per-batch cost is paid once for many rows); a full batch goes on at once.
+    pace_seconds = 0.0
+    batch_size = 1
 
     def __init__(self) -> None:
         self._wake = asyncio.Event()
@@ -73,6 +78,8 @@ class PollingWorker:
             if self.health is not None:
                 self.health.succeeded(self.name)
             if handled:
+                if handled < self.batch_size and self.pace_seconds > 0:
+                    await _sleep_unless_stopped(stop, self.pace_seconds)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)

@@ -37,11 +37,22 @@ def upgrade() -> None:
             batch_op.add_column(
                 sa.Column("is_head", sa.Boolean(), nullable=False, server_default=sa.false())
             )
-            batch_op.create_index(f"ix_{table}_head", ["is_head", "id"], unique=False)
+            # Partial on PostgreSQL: only heads are in it, so the planner never prefers
+            # a status index that holds a deep backlog (SQLite's planner picks this
+            # full index by itself).
+            batch_op.create_index(
+                f"ix_{table}_head",
+                ["is_head", "id"],
+                unique=False,
+                postgresql_where=sa.text("is_head"),
+            )
             if table == "outbox":
                 # "When is the next head due?" (the dispatcher's idle wait): one probe.
                 batch_op.create_index(
-                    "ix_outbox_head_due", ["is_head", "status", "next_attempt_at"], unique=False
+                    "ix_outbox_head_due",
+                    ["is_head", "status", "next_attempt_at"],
+                    unique=False,
+                    postgresql_where=sa.text("is_head"),
                 )
         statuses = ", ".join(f"'{status}'" for status in unfinished)
         op.execute(
