@@ -24,6 +24,7 @@ from bot.api import (
 from bot.config.settings import SANDBOX_API_PATH, Settings, generate_admin_token
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.sandbox.emulator import EmulatorState, create_emulator_app
+from bot.timefmt import DisplayZoneMiddleware
 from scheduler.runner import build_scheduler
 from storage.groups import upsert_group
 
@@ -109,6 +110,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(DisplayZoneMiddleware, tz=settings.tz)
     app.state.emulator = emulator
     admin_token = settings.admin_token
     if not admin_token and settings.sandbox:

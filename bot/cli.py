@@ -46,16 +46,6 @@ def _settings(**overrides: Any) -> Settings:
         raise _fail(str(exc)) from None
 
 
-def configure_logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs full URLs, and WeCom puts the access token in the query string;
-    # APScheduler logs every one-second tick; alembic narrates each start-up.
-    for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def _server_url(settings: Settings, url: str | None) -> str:
     if url:
         return url.rstrip("/")
@@ -73,7 +63,9 @@ def serve(
     import uvicorn
 
     settings = _settings(host=host, port=port)
-    configure_logging()
+    from bot.logs import configure_logging
+
+    configure_logging(settings.tz)
     from bot.app import create_app
     from bot.startup import preflight
 
@@ -87,7 +79,13 @@ def serve(
             "--name 小美",
             err=True,
         )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        log_config=None,  # uvicorn's loggers go through ours: one stamp, one redaction
+    )
 
 
 def _post_callback(url: str, params: dict[str, str], body: str, content_type: str) -> str:
@@ -283,16 +281,15 @@ def tick(
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
-        typer.echo(
-            f"tick at {report['at']}: welcomes {report['welcomes']}, steps {report['steps']}, "
-            f"queued {report['queued']}, sent {report['sent']}, waiting {report['waiting']}, "
-            f"failed {report['failed']}"
-        )
+        from bot.tick_report import tick_lines
+
+        for line in tick_lines(report):
+            typer.echo(line)
         if report["waiting"]:
-            where = "the sandbox server" if settings.sandbox else "WeCom"
+            where = "沙盒服务器" if settings.sandbox else "企业微信"
             typer.echo(
-                f"{report['waiting']} message(s) could not be sent yet ({where} unreachable or "
-                "rate-limited); they stay queued and go out from the running service.",
+                f"有 {report['waiting']} 条消息暂未发出（{where}连不上或正在限流）；"
+                "它们留在队列里，由运行中的服务稍后发出。",
                 err=True,
             )
 

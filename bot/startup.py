@@ -8,6 +8,7 @@ from typing import Any
 from bot.config.playbooks import PlaybookLoadError, load_playbooks
 from bot.config.settings import SANDBOX_API_PATH, Settings
 from bot.runtime import build_runtime
+from bot.timefmt import local_iso
 from storage import outbox
 from storage.db import make_engine, upgrade
 
@@ -43,7 +44,7 @@ async def run_tick_command(settings: Settings, at: datetime, server_url: str) ->
         await runtime.aclose()
     waiting = sum(1 for status in statuses.values() if status in ("pending", "sending"))
     return {
-        "at": at.isoformat(),
+        "at": local_iso(at, settings.tz),
         "welcomes": report.welcomes,
         "steps": report.steps,
         "queued": report.queued,

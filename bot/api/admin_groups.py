@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.timefmt import LocalTime
 from handlers.channels import CAPABILITIES
 from storage.groups import list_groups, upsert_group
 from storage.models import Group, Membership
@@ -67,9 +67,9 @@ class GroupOut(BaseModel):
     playbook: str | None
     members: int
     origin: str
-    created_at: datetime
-    updated_at: datetime
-    dismissed_at: datetime | None
+    created_at: LocalTime
+    updated_at: LocalTime
+    dismissed_at: LocalTime | None
 
 
 async def _out(runtime: Any, session: Any, group: Group) -> GroupOut:
@@ -132,15 +132,15 @@ class MemberOut(BaseModel):
     member_id: str
     name: str | None
     member_type: int | None
-    joined_at: datetime
-    left_at: datetime | None
+    joined_at: LocalTime
+    left_at: LocalTime | None
     join_scene: int | None
     invitor: str | None = Field(description="who brought them (groupchat/get invitor)")
     join_count: int
     message_count: int
-    last_message_at: datetime | None
+    last_message_at: LocalTime | None
     opted_out: bool
-    welcomed_at: datetime | None
+    welcomed_at: LocalTime | None
 
 
 @router.get("/groups/{chat_id}/members", response_model=list[MemberOut])
