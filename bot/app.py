@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -22,6 +21,7 @@ from bot.api import (
     health,
 )
 from bot.config.settings import SANDBOX_API_PATH, Settings, generate_admin_token
+from bot.datafiles import sandbox_log_path
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.sandbox.emulator import EmulatorState, create_emulator_app
 from bot.timefmt import DisplayZoneMiddleware
@@ -47,15 +47,6 @@ async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
             channel_config={"key": SANDBOX_WEBHOOK_KEY},
             now=runtime.clock(),
         )
-
-
-def sandbox_log_path(settings: Settings) -> Path:
-    """The emulator's sent log lives beside the SQLite file (or in the working dir)."""
-    url = settings.database_url
-    if url.startswith("sqlite") and ":///" in url:
-        database = Path(url.split(":///", 1)[1])
-        return database.with_name(database.name + ".sandbox-sent.jsonl")
-    return Path("wecom-bot.sandbox-sent.jsonl")
 
 
 def create_app(

@@ -31,9 +31,15 @@ async def preflight(settings: Settings) -> str | None:
     return None
 
 
-async def run_tick_command(settings: Settings, at: datetime, server_url: str) -> dict[str, Any]:
-    # In sandbox the emulator lives inside the running server, so sends go there.
-    api_base = server_url + SANDBOX_API_PATH if settings.sandbox else settings.wecom_api_base
+async def run_tick_command(
+    settings: Settings, at: datetime, server_url: str | None
+) -> dict[str, Any]:
+    """`server_url`: the running server whose emulator takes the sends (sandbox)."""
+    api_base = (
+        server_url + SANDBOX_API_PATH
+        if settings.sandbox and server_url
+        else settings.wecom_api_base
+    )
     runtime = await build_runtime(settings, api_base=api_base)
     try:
         report = await runtime.tick(at, periodic=False)

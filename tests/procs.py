@@ -30,6 +30,7 @@ CONFIG_VARS = (
     "HOST",
     "PORT",
     "REDIS_URL",
+    "WECOM_BOT_URL",
 )
 
 
