@@ -20,8 +20,8 @@ from bot.api import (
     callback,
     health,
 )
-from bot.config.settings import SANDBOX_API_PATH, Settings, generate_admin_token
-from bot.datafiles import sandbox_log_path
+from bot.config.settings import SANDBOX_API_PATH, Settings
+from bot.datafiles import sandbox_admin_token, sandbox_log_path
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.sandbox.emulator import EmulatorState, create_emulator_app
 from bot.timefmt import DisplayZoneMiddleware
@@ -105,8 +105,9 @@ def create_app(
     app.state.emulator = emulator
     admin_token = settings.admin_token
     if not admin_token and settings.sandbox:
-        admin_token = generate_admin_token()
-        log.warning("sandbox mode: generated ADMIN_TOKEN=%s", admin_token)
+        # Printed by `serve` on its own line; never in a log line.
+        admin_token, token_path = sandbox_admin_token(settings)
+        log.info("sandbox mode: admin token kept in %s", token_path)
     app.state.admin_token = admin_token
     for module in (
         callback,

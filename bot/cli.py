@@ -95,6 +95,14 @@ def serve(
                 "--member wmAlice --name 小美",
                 err=True,
             )
+            if not settings.admin_token:
+                from bot.datafiles import sandbox_admin_token
+
+                token, token_path = sandbox_admin_token(settings)
+                typer.echo(
+                    f"admin token (Authorization: Bearer …; kept in {token_path}):", err=True
+                )
+                typer.echo(token, err=True)  # alone on its line, to copy
         config = uvicorn.Config(
             create_app(settings),
             log_level=log_level,
@@ -391,23 +399,12 @@ def sandbox_sent(
     if as_json:
         typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from bot.sandbox.sent_view import sent_lines
 
-    table = Table("#", "api", "target", "content")
-    for record in records:
-        body = record.get("body") or {}
-        content = (
-            (body.get("text") or {}).get("content")
-            or (body.get("markdown") or {}).get("content")
-            or json.dumps(body, ensure_ascii=False)
-        )
-        table.add_row(
-            str(record.get("seq")), record.get("api", ""), record.get("target", ""), str(content)
-        )
-    Console().print(table)
+    for line in sent_lines(records, settings.tz):
+        typer.echo(line)
     if not records:
-        typer.echo("nothing sent yet")
+        typer.echo("还没有发出任何消息")
 
 
 @templates_app.command("check")

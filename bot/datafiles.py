@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config.settings import Settings
+from bot.config.settings import Settings, generate_admin_token
 
 
 def data_path(settings: Settings, suffix: str) -> Path:
@@ -73,3 +73,43 @@ def remove_server_record(path: Path, record: ServerRecord) -> None:
     if read_server_record(path) == record:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def admin_token_path(settings: Settings) -> Path:
+    return data_path(settings, ".admin-token")
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def sandbox_admin_token(settings: Settings) -> tuple[str, Path]:
+    """The sandbox's admin token: created once (mode 0600) and read back on every start,
+    so scripts and notes keep working across restarts."""
+    path = admin_token_path(settings)
+    token = _read_token(path)
+    if token:
+        return token, path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = generate_admin_token()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    try:
+        # A hard link creates the name only if it is free, with the content complete:
+        # of two processes starting at once, one token wins and both use it.
+        os.link(tmp, path)
+    except FileExistsError:
+        existing = _read_token(path)
+        if existing:
+            return existing, path
+        tmp.replace(path)  # an empty file someone left: replace it, still private
+        return token, path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return token, path

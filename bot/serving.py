@@ -4,6 +4,7 @@ a record of where it listens in the data directory while it accepts connections.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import uvicorn
 
 from bot.datafiles import ServerRecord, remove_server_record, write_server_record
 from bot.server_address import url_for
+
+log = logging.getLogger(__name__)
 
 
 class PortInUse(Exception):
@@ -56,7 +59,9 @@ class RecordingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started and not self.should_exit and sockets:
             port = int(sockets[0].getsockname()[1])
-            self.record = write_server_record(self.record_path, url_for(self.host, port))
+            url = url_for(self.host, port)
+            self.record = write_server_record(self.record_path, url)
+            log.info("listening on %s (recorded in %s)", url, self.record_path)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.forget()
