@@ -9,6 +9,7 @@ from datetime import datetime
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_groups,
@@ -94,7 +95,9 @@ def create_app(
             if http is not None:
                 await http.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI's and ReDoc's files from the installed package,
+    # not a CDN: mainland networks and intranets often cannot reach one.
+    app = FastAPIOffline(
         title="wecom-bot",
         summary="Community operations for WeCom groups",
         version="0.1.0",
