@@ -164,9 +164,6 @@ def _emulator_add(
         raise _unreachable(settings, target, f"the sandbox emulator at {root}", exc) from None
 
 
-SAMPLE_NAMES = ("小美", "大卫", "阿珍", "老周", "思思", "小林", "阿杰", "晓雨")
-
-
 @simulate_app.command("join")
 def simulate_join(
     member: Annotated[
@@ -184,7 +181,12 @@ def simulate_join(
     """Members join a group: one change_external_chat add_member callback."""
     import secrets
 
-    from bot.sandbox.simulate import change_external_chat_xml, sign_xml
+    from bot.sandbox.simulate import (
+        SAMPLE_NAMES,
+        change_external_chat_xml,
+        made_up_names,
+        sign_xml,
+    )
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
@@ -193,7 +195,8 @@ def simulate_join(
     names = list(name or [])
     if not members:  # made-up newcomers, so `simulate join` alone shows the feature
         members = [f"wm{secrets.token_hex(4)}" for _ in range(max(1, count))]
-        names = names or [SAMPLE_NAMES[i % len(SAMPLE_NAMES)] for i in range(len(members))]
+        # distinct names; a random start so the next run greets other people
+        names += made_up_names(len(members) - len(names), secrets.randbelow(len(SAMPLE_NAMES)))
     if settings.sandbox:
         _emulator_add(
             settings,
@@ -220,7 +223,8 @@ def simulate_join(
     answer = _post_callback(
         settings, target, "/wecom/callback", signed.params, signed.body, "text/xml"
     )
-    typer.echo(f"join {', '.join(members)} → {chat}: {answer}")
+    who = [f"{names[i]} ({m})" if i < len(names) else m for i, m in enumerate(members)]
+    typer.echo(f"join {', '.join(who)} → {chat}: {answer}")
 
 
 @simulate_app.command("leave")
