@@ -42,7 +42,8 @@ async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
         await upsert_group(
             session,
             SANDBOX_DEMO_CHAT,
-            name="沙盒体验群",
+            label="沙盒体验群",
+            wecom_name="沙盒体验群",  # the emulator's name for it, as groupchat/get says
             tags=None,
             channel_type="webhook",
             channel_config={"key": SANDBOX_WEBHOOK_KEY},
