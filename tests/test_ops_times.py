@@ -13,6 +13,7 @@ from bot.logs import LOG_FORMAT, LocalTimeFormatter
 from bot.sandbox.emulator.server import RunningEmulator
 from bot.tick_report import tick_lines
 from bot.timefmt import local_iso
+from tests.conftest import SHIPPED_TEMPLATES, make_settings
 from tests.helpers import AUTH, Clock, configured_settings, live_app
 
 INSTANT = datetime(2026, 11, 30, 6, 5, tzinfo=UTC)
@@ -97,3 +98,18 @@ def test_tick_summary_is_readable_lines_not_a_dict() -> None:
     idle = tick_lines({**report, "welcomes": {}, "steps": {}, "queued": 0})
     assert idle[1:] == ["欢迎批次：无", "触达步骤：无", "消息：没有新消息"]
     assert not any("{" in line for line in lines + idle)
+
+
+async def test_admin_sandbox_sent_says_when_in_bot_timezone(tmp_path: Path) -> None:
+    settings = make_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        sop_templates_dir=SHIPPED_TEMPLATES,
+        bot_timezone="Asia/Shanghai",
+    )
+    async with live_app(settings, background=False) as live:
+        live.app.state.emulator.wall_clock = lambda: INSTANT.timestamp()
+        live.app.state.emulator.record("webhook/send", "k", {"text": {"content": "hi"}})
+        auth = {"Authorization": f"Bearer {live.app.state.admin_token}"}
+        records = (await live.http.get("/admin/sandbox/sent", headers=auth)).json()
+    assert records[-1]["sent_at"] == "2026-11-30T14:05:00+08:00"
+    assert records[-1]["at"] == INSTANT.timestamp()
