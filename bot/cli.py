@@ -77,12 +77,12 @@ def serve(
     configure_logging(settings.tz)
     from bot.app import create_app
     from bot.datafiles import server_record_path
-    from bot.serving import PortInUse, RecordingServer, bind_listener
+    from bot.serving import CannotListen, RecordingServer, bind_listener
     from bot.startup import preflight
 
     try:
         sock = bind_listener(settings.host, settings.port)
-    except PortInUse as exc:
+    except CannotListen as exc:
         raise _fail(str(exc)) from None
     try:
         problem = asyncio.run(preflight(settings))

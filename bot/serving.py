@@ -16,31 +16,31 @@ from bot.server_address import url_for
 log = logging.getLogger(__name__)
 
 
-class PortInUse(Exception):
-    """The address is taken; the message is one line that says what to do."""
+class CannotListen(Exception):
+    """The address is taken or unusable; the message is one line that says what to do."""
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
     """A bound socket for uvicorn, so a port in use is found before anything starts."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise PortInUse(f"HOST: cannot resolve {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    # The address family as uvicorn chooses it: IPv6 only for an IPv6 literal.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # As uvicorn does: a restart may reuse a port whose old connections linger in
         # TIME_WAIT; a live listener still makes bind fail.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host, port))
+    except socket.gaierror as exc:
+        sock.close()
+        raise CannotListen(f"HOST: cannot resolve {host!r}: {exc.strerror}") from None
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
+            raise CannotListen(
                 f"PORT: {host}:{port} is already in use (another `wecom-bot serve`?); "
                 "stop it or choose another port with --port or PORT"
             ) from None
-        raise PortInUse(f"HOST/PORT: cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise CannotListen(f"HOST/PORT: cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
 
 
