@@ -6,10 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_groups,
@@ -21,9 +21,11 @@ from bot.api import (
     callback,
     health,
 )
-from bot.config.settings import SANDBOX_API_PATH, Settings, generate_admin_token
+from bot.config.settings import SANDBOX_API_PATH, Settings
+from bot.datafiles import sandbox_admin_token, sandbox_log_path
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.sandbox.emulator import EmulatorState, create_emulator_app
+from bot.timefmt import DisplayZoneMiddleware
 from scheduler.runner import build_scheduler
 from storage.groups import upsert_group
 
@@ -40,21 +42,13 @@ async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
         await upsert_group(
             session,
             SANDBOX_DEMO_CHAT,
-            name="沙盒体验群",
+            label="沙盒体验群",
+            wecom_name="沙盒体验群",  # the emulator's name for it, as groupchat/get says
             tags=None,
             channel_type="webhook",
             channel_config={"key": SANDBOX_WEBHOOK_KEY},
             now=runtime.clock(),
         )
-
-
-def sandbox_log_path(settings: Settings) -> Path:
-    """The emulator's sent log lives beside the SQLite file (or in the working dir)."""
-    url = settings.database_url
-    if url.startswith("sqlite") and ":///" in url:
-        database = Path(url.split(":///", 1)[1])
-        return database.with_name(database.name + ".sandbox-sent.jsonl")
-    return Path("wecom-bot.sandbox-sent.jsonl")
 
 
 def create_app(
@@ -102,18 +96,22 @@ def create_app(
             if http is not None:
                 await http.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI's and ReDoc's files from the installed package,
+    # not a CDN: mainland networks and intranets often cannot reach one.
+    app = FastAPIOffline(
         title="wecom-bot",
         summary="Community operations for WeCom groups",
         version="0.1.0",
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(DisplayZoneMiddleware, tz=settings.tz)
     app.state.emulator = emulator
     admin_token = settings.admin_token
     if not admin_token and settings.sandbox:
-        admin_token = generate_admin_token()
-        log.warning("sandbox mode: generated ADMIN_TOKEN=%s", admin_token)
+        # Printed by `serve` on its own line; never in a log line.
+        admin_token, token_path = sandbox_admin_token(settings)
+        log.info("sandbox mode: admin token kept in %s", token_path)
     app.state.admin_token = admin_token
     for module in (
         callback,

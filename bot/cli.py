@@ -14,6 +14,7 @@ import typer
 
 if TYPE_CHECKING:
     from bot.config.settings import Settings
+    from bot.server_address import ServerTarget
 
 app = typer.Typer(
     help="wecom-bot: community operations (社群运营) for WeCom groups.",
@@ -46,21 +47,19 @@ def _settings(**overrides: Any) -> Settings:
         raise _fail(str(exc)) from None
 
 
-def configure_logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs full URLs, and WeCom puts the access token in the query string;
-    # APScheduler logs every one-second tick; alembic narrates each start-up.
-    for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+URL_HELP = "server base URL (default: where a running `serve` recorded it, else HOST/PORT)"
 
 
-def _server_url(settings: Settings, url: str | None) -> str:
-    if url:
-        return url.rstrip("/")
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    return f"http://{host}:{settings.port}"
+def _find_server(settings: Settings, url: str | None) -> ServerTarget:
+    from bot.server_address import find_server
+
+    return find_server(settings, url)
+
+
+def _unreachable(settings: Settings, target: ServerTarget, what: str, exc: Exception) -> typer.Exit:
+    from bot.server_address import unreachable_hint
+
+    return _fail(f"cannot reach {what}: {exc}; {unreachable_hint(settings, target)}")
 
 
 @app.command()
@@ -73,26 +72,66 @@ def serve(
     import uvicorn
 
     settings = _settings(host=host, port=port)
-    configure_logging()
+    from bot.logs import configure_logging
+
+    configure_logging(settings.tz)
     from bot.app import create_app
+    from bot.datafiles import server_record_path
+    from bot.serving import CannotListen, RecordingServer, bind_listener
     from bot.startup import preflight
 
-    problem = asyncio.run(preflight(settings))
-    if problem:
-        raise _fail(problem)
-    if settings.sandbox:
-        typer.echo(
-            "sandbox mode: no WECOM_CORP_ID set; outbound messages go to the built-in emulator "
-            "(see `wecom-bot sandbox sent`). Try: wecom-bot simulate join --member wmAlice "
-            "--name 小美",
-            err=True,
+    try:
+        sock = bind_listener(settings.host, settings.port)
+    except CannotListen as exc:
+        raise _fail(str(exc)) from None
+    try:
+        problem = asyncio.run(preflight(settings))
+        if problem:
+            raise _fail(problem)
+        if settings.sandbox:
+            typer.echo(
+                "sandbox mode: no WECOM_CORP_ID set; outbound messages go to the built-in "
+                "emulator (see `wecom-bot sandbox sent`). Try: wecom-bot simulate join "
+                "--member wmAlice --name 小美",
+                err=True,
+            )
+            if not settings.admin_token:
+                from bot.datafiles import sandbox_admin_token
+
+                token, token_path = sandbox_admin_token(settings)
+                typer.echo(
+                    f"admin token (Authorization: Bearer …; kept in {token_path}):", err=True
+                )
+                typer.echo(token, err=True)  # alone on its line, to copy
+        config = uvicorn.Config(
+            create_app(settings),
+            log_level=log_level,
+            log_config=None,  # uvicorn's loggers go through ours: one stamp, one redaction
         )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        server = RecordingServer(config, server_record_path(settings), settings.host)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn re-raises it after a clean shutdown
+            pass
+        finally:
+            server.forget()
+    finally:
+        sock.close()
+    if not server.started:
+        raise typer.Exit(3)  # the app did not start; its error is logged above
 
 
-def _post_callback(url: str, params: dict[str, str], body: str, content_type: str) -> str:
+def _post_callback(
+    settings: Settings,
+    target: ServerTarget,
+    path: str,
+    params: dict[str, str],
+    body: str,
+    content_type: str,
+) -> str:
     import httpx
 
+    url = target.url + path
     try:
         response = httpx.post(
             url,
@@ -102,28 +141,27 @@ def _post_callback(url: str, params: dict[str, str], body: str, content_type: st
             timeout=10,
         )
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {url}: {exc}") from None
+        raise _unreachable(settings, target, url, exc) from None
     if response.status_code != 200:
         raise _fail(f"{url} answered {response.status_code}: {response.text[:300]}")
     return response.text
 
 
-def _emulator_add(base: str, chat_id: str, members: list[dict[str, Any]]) -> None:
+def _emulator_add(
+    settings: Settings, target: ServerTarget, chat_id: str, members: list[dict[str, Any]]
+) -> None:
     """In sandbox, tell the emulator who joined, so groupchat/get knows their names."""
     import httpx
 
     from bot.config.settings import SANDBOX_API_PATH
 
-    root = f"{base}{SANDBOX_API_PATH}/_emulator/groups/{chat_id}"
+    root = f"{target.url}{SANDBOX_API_PATH}/_emulator/groups/{chat_id}"
     try:
         if httpx.get(root, timeout=5).status_code == 404:
             httpx.put(root, json={"name": "沙盒体验群", "owner": "sandbox-owner"}, timeout=5)
         httpx.post(f"{root}/members", json={"members": members}, timeout=5)
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach the sandbox emulator at {root}: {exc}") from None
-
-
-SAMPLE_NAMES = ("小美", "大卫", "阿珍", "老周", "思思", "小林", "阿杰", "晓雨")
+        raise _unreachable(settings, target, f"the sandbox emulator at {root}", exc) from None
 
 
 @simulate_app.command("join")
@@ -138,24 +176,31 @@ def simulate_join(
     ] = DEMO_CHAT,
     count: Annotated[int, typer.Option(help="how many made-up newcomers, without --member")] = 1,
     invitor: Annotated[str | None, typer.Option(help="who invited them")] = None,
-    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, envvar="WECOM_BOT_URL")] = None,
 ) -> None:
     """Members join a group: one change_external_chat add_member callback."""
     import secrets
 
-    from bot.sandbox.simulate import change_external_chat_xml, sign_xml
+    from bot.sandbox.simulate import (
+        SAMPLE_NAMES,
+        change_external_chat_xml,
+        made_up_names,
+        sign_xml,
+    )
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
-    base = _server_url(settings, url)
+    target = _find_server(settings, url)
     members = list(member or [])
     names = list(name or [])
     if not members:  # made-up newcomers, so `simulate join` alone shows the feature
         members = [f"wm{secrets.token_hex(4)}" for _ in range(max(1, count))]
-        names = names or [SAMPLE_NAMES[i % len(SAMPLE_NAMES)] for i in range(len(members))]
+        # distinct names; a random start so the next run greets other people
+        names += made_up_names(len(members) - len(names), secrets.randbelow(len(SAMPLE_NAMES)))
     if settings.sandbox:
         _emulator_add(
-            base,
+            settings,
+            target,
             chat,
             [
                 {
@@ -175,8 +220,11 @@ def simulate_join(
         join_scene=0,
     )
     signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
-    answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
-    typer.echo(f"join {', '.join(members)} → {chat}: {answer}")
+    answer = _post_callback(
+        settings, target, "/wecom/callback", signed.params, signed.body, "text/xml"
+    )
+    who = [f"{names[i]} ({m})" if i < len(names) else m for i, m in enumerate(members)]
+    typer.echo(f"join {', '.join(who)} → {chat}: {answer}")
 
 
 @simulate_app.command("leave")
@@ -187,7 +235,7 @@ def simulate_leave(
     chat: Annotated[
         str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
     ] = DEMO_CHAT,
-    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, envvar="WECOM_BOT_URL")] = None,
 ) -> None:
     """Members leave a group: one change_external_chat del_member callback."""
     import httpx
@@ -197,11 +245,11 @@ def simulate_leave(
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
-    base = _server_url(settings, url)
+    target = _find_server(settings, url)
     if settings.sandbox:
         for m in member:
             with contextlib.suppress(httpx.HTTPError):
-                httpx.delete(f"{base}{SANDBOX_API_PATH}/_emulator/groups/{chat}/members/{m}")
+                httpx.delete(f"{target.url}{SANDBOX_API_PATH}/_emulator/groups/{chat}/members/{m}")
     crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
     xml = change_external_chat_xml(
         corp_id=settings.corp_id,
@@ -211,7 +259,9 @@ def simulate_leave(
         quit_scene=0,
     )
     signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
-    answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
+    answer = _post_callback(
+        settings, target, "/wecom/callback", signed.params, signed.body, "text/xml"
+    )
     typer.echo(f"leave {', '.join(member)} ← {chat}: {answer}")
 
 
@@ -223,7 +273,7 @@ def simulate_message(
         str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
     ] = DEMO_CHAT,
     private: Annotated[bool, typer.Option(help="a 1:1 message to the app instead")] = False,
-    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, envvar="WECOM_BOT_URL")] = None,
 ) -> None:
     """A message: in a group as an @-mention of the 智能机器人, or privately to the app."""
     import secrets
@@ -232,7 +282,7 @@ def simulate_message(
     from bot.wecom.crypto import WeComCrypto
 
     settings = _settings()
-    base = _server_url(settings, url)
+    target = _find_server(settings, url)
     if private:
         crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
         xml = app_text_xml(
@@ -243,7 +293,9 @@ def simulate_message(
             agent_id=settings.agent_id,
         )
         signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
-        answer = _post_callback(f"{base}/wecom/callback", signed.params, signed.body, "text/xml")
+        answer = _post_callback(
+            settings, target, "/wecom/callback", signed.params, signed.body, "text/xml"
+        )
     else:
         crypto = WeComCrypto(settings.callback_token, settings.aes_key, "")
         payload = aibot_text_json(
@@ -251,7 +303,12 @@ def simulate_message(
         )
         signed = sign_json(crypto, payload)
         answer = _post_callback(
-            f"{base}/wecom/aibot/callback", signed.params, signed.body, "application/json"
+            settings,
+            target,
+            "/wecom/aibot/callback",
+            signed.params,
+            signed.body,
+            "application/json",
         )
     typer.echo(f"message from {member}: {answer or 'ok'}")
 
@@ -270,6 +327,9 @@ def _parse_at(value: str, tz: Any) -> datetime:
 def tick(
     at: Annotated[str | None, typer.Option(help="run what is due as of this ISO time")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+    url: Annotated[
+        str | None, typer.Option(help=URL_HELP + "; sandbox only", envvar="WECOM_BOT_URL")
+    ] = None,
 ) -> None:
     """Run due scheduled work (welcome batches, touch steps) as of an instant, then send."""
     settings = _settings()
@@ -277,22 +337,23 @@ def tick(
     from bot.startup import run_tick_command
 
     try:
-        report = asyncio.run(run_tick_command(settings, when, _server_url(settings, None)))
+        # In sandbox the emulator lives inside the running server, so sends go there.
+        server = _find_server(settings, url).url if settings.sandbox else None
+        report = asyncio.run(run_tick_command(settings, when, server))
     except Exception as exc:  # one line, not a traceback
         raise _fail(f"tick failed: {type(exc).__name__}: {exc}") from None
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
     else:
-        typer.echo(
-            f"tick at {report['at']}: welcomes {report['welcomes']}, steps {report['steps']}, "
-            f"queued {report['queued']}, sent {report['sent']}, waiting {report['waiting']}, "
-            f"failed {report['failed']}"
-        )
+        from bot.tick_report import tick_lines
+
+        for line in tick_lines(report):
+            typer.echo(line)
         if report["waiting"]:
-            where = "the sandbox server" if settings.sandbox else "WeCom"
+            where = "沙盒服务器" if settings.sandbox else "企业微信"
             typer.echo(
-                f"{report['waiting']} message(s) could not be sent yet ({where} unreachable or "
-                "rate-limited); they stay queued and go out from the running service.",
+                f"有 {report['waiting']} 条消息暂未发出（{where}连不上或正在限流）；"
+                "它们留在队列里，由运行中的服务稍后发出。",
                 err=True,
             )
 
@@ -322,7 +383,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 def sandbox_sent(
     since: Annotated[int, typer.Option(help="only records after this sequence number")] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    url: Annotated[str | None, typer.Option(help="server base URL")] = None,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, envvar="WECOM_BOT_URL")] = None,
 ) -> None:
     """What the running sandbox server's emulator has "sent"."""
     import httpx
@@ -330,34 +391,24 @@ def sandbox_sent(
     from bot.config.settings import SANDBOX_API_PATH
 
     settings = _settings()
-    endpoint = f"{_server_url(settings, url)}{SANDBOX_API_PATH}/_emulator/sent"
+    target = _find_server(settings, url)
+    endpoint = f"{target.url}{SANDBOX_API_PATH}/_emulator/sent"
     try:
         response = httpx.get(endpoint, params={"since": since}, timeout=10)
     except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {endpoint}: {exc} (is `wecom-bot serve` running?)") from None
+        raise _unreachable(settings, target, endpoint, exc) from None
     if response.status_code == 404:
         raise _fail("the server is not in sandbox mode (WECOM_CORP_ID is set)")
     records = response.json()
     if as_json:
         typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from bot.sandbox.sent_view import sent_lines
 
-    table = Table("#", "api", "target", "content")
-    for record in records:
-        body = record.get("body") or {}
-        content = (
-            (body.get("text") or {}).get("content")
-            or (body.get("markdown") or {}).get("content")
-            or json.dumps(body, ensure_ascii=False)
-        )
-        table.add_row(
-            str(record.get("seq")), record.get("api", ""), record.get("target", ""), str(content)
-        )
-    Console().print(table)
+    for line in sent_lines(records, settings.tz):
+        typer.echo(line)
     if not records:
-        typer.echo("nothing sent yet")
+        typer.echo("还没有发出任何消息")
 
 
 @templates_app.command("check")

@@ -8,6 +8,7 @@ from typing import Any
 from bot.config.playbooks import PlaybookLoadError, load_playbooks
 from bot.config.settings import SANDBOX_API_PATH, Settings
 from bot.runtime import build_runtime
+from bot.timefmt import local_iso
 from storage import outbox
 from storage.db import make_engine, upgrade
 
@@ -30,9 +31,15 @@ async def preflight(settings: Settings) -> str | None:
     return None
 
 
-async def run_tick_command(settings: Settings, at: datetime, server_url: str) -> dict[str, Any]:
-    # In sandbox the emulator lives inside the running server, so sends go there.
-    api_base = server_url + SANDBOX_API_PATH if settings.sandbox else settings.wecom_api_base
+async def run_tick_command(
+    settings: Settings, at: datetime, server_url: str | None
+) -> dict[str, Any]:
+    """`server_url`: the running server whose emulator takes the sends (sandbox)."""
+    api_base = (
+        server_url + SANDBOX_API_PATH
+        if settings.sandbox and server_url
+        else settings.wecom_api_base
+    )
     runtime = await build_runtime(settings, api_base=api_base)
     try:
         report = await runtime.tick(at, periodic=False)
@@ -43,7 +50,7 @@ async def run_tick_command(settings: Settings, at: datetime, server_url: str) ->
         await runtime.aclose()
     waiting = sum(1 for status in statuses.values() if status in ("pending", "sending"))
     return {
-        "at": at.isoformat(),
+        "at": local_iso(at, settings.tz),
         "welcomes": report.welcomes,
         "steps": report.steps,
         "queued": report.queued,

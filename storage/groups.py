@@ -15,18 +15,22 @@ async def upsert_group(
     session: AsyncSession,
     chat_id: str,
     *,
-    name: str | None,
+    label: str | None,
     tags: list[str] | None,
     channel_type: str | None,
     channel_config: dict[str, Any] | None,
     now: datetime,
+    wecom_name: str | None = None,
 ) -> tuple[Group, bool]:
+    """An admin registers or updates a group. `label` is the operator's name for it;
+    `wecom_name` only where the caller knows WeCom's name (the sandbox's demo group)."""
     group = await session.get(Group, chat_id)
     created = group is None
     if group is None:
         group = Group(
             chat_id=chat_id,
-            name=name or "",
+            name=wecom_name or "",
+            label=label or None,
             tags=tags or [],
             channel_type=channel_type or "none",
             channel_config=channel_config or {},
@@ -36,8 +40,10 @@ async def upsert_group(
         )
         session.add(group)
     else:
-        if name is not None:
-            group.name = name
+        if label is not None:
+            group.label = label or None
+        if wecom_name:
+            group.name = wecom_name
         if tags is not None:
             group.tags = tags
         if channel_type is not None:

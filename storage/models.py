@@ -39,7 +39,10 @@ class Group(Base):
     __tablename__ = "groups"
 
     chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The name members see in WeCom (groupchat/get, change events): what messages say.
     name: Mapped[str] = mapped_column(String(200), default="")
+    # The operator's own name for it (PUT /admin/groups); WeCom never overwrites it.
+    label: Mapped[str | None] = mapped_column(String(200))
     owner: Mapped[str | None] = mapped_column(String(128))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     channel_type: Mapped[str] = mapped_column(String(32), default="none")

@@ -29,6 +29,7 @@ CONFIG_VARS = (
     "BOT_TIMEZONE",
     "HOST",
     "PORT",
+    "WECOM_BOT_URL",
 )
 
 

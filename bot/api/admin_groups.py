@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import func, select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.timefmt import LocalTime
 from handlers.channels import CAPABILITIES
 from storage.groups import list_groups, upsert_group
 from storage.models import Group, Membership
@@ -44,7 +44,13 @@ class ChannelIn(BaseModel):
 
 
 class GroupIn(BaseModel):
-    name: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the operator's label for the group (kept as `label`; WeCom never "
+        "overwrites it). Messages use the name members see in WeCom (groupchat/get), and "
+        "the label only while WeCom has not reported one (internal groups)",
+    )
     tags: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = None
     channel: ChannelIn | None = None
 
@@ -59,7 +65,11 @@ class CapabilitiesOut(BaseModel):
 
 class GroupOut(BaseModel):
     chat_id: str
-    name: str
+    name: str = Field(description="the operator's label, else the name in WeCom")
+    label: str | None = Field(description="the operator's label (PUT name)")
+    wecom_name: str | None = Field(
+        description="the name members see in WeCom (groupchat/get); what messages say"
+    )
     owner: str | None
     tags: list[str]
     channel: dict[str, Any]
@@ -67,9 +77,9 @@ class GroupOut(BaseModel):
     playbook: str | None
     members: int
     origin: str
-    created_at: datetime
-    updated_at: datetime
-    dismissed_at: datetime | None
+    created_at: LocalTime
+    updated_at: LocalTime
+    dismissed_at: LocalTime | None
 
 
 async def _out(runtime: Any, session: Any, group: Group) -> GroupOut:
@@ -83,7 +93,9 @@ async def _out(runtime: Any, session: Any, group: Group) -> GroupOut:
     playbook = current.for_group(group.chat_id, list(group.tags or [])).name if current else None
     return GroupOut(
         chat_id=group.chat_id,
-        name=group.name,
+        name=group.label or group.name,
+        label=group.label,
+        wecom_name=group.name or None,
         owner=group.owner,
         tags=list(group.tags or []),
         channel={"type": group.channel_type, **(group.channel_config or {})},
@@ -104,7 +116,7 @@ async def put_group(
     group, _created = await upsert_group(
         session,
         chat_id,
-        name=body.name,
+        label=body.name,
         tags=body.tags,
         channel_type=body.channel.type if body.channel else None,
         channel_config=body.channel.config() if body.channel else None,
@@ -132,15 +144,15 @@ class MemberOut(BaseModel):
     member_id: str
     name: str | None
     member_type: int | None
-    joined_at: datetime
-    left_at: datetime | None
+    joined_at: LocalTime
+    left_at: LocalTime | None
     join_scene: int | None
     invitor: str | None = Field(description="who brought them (groupchat/get invitor)")
     join_count: int
     message_count: int
-    last_message_at: datetime | None
+    last_message_at: LocalTime | None
     opted_out: bool
-    welcomed_at: datetime | None
+    welcomed_at: LocalTime | None
 
 
 @router.get("/groups/{chat_id}/members", response_model=list[MemberOut])

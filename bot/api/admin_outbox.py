@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -10,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.timefmt import LocalTime
 from storage import inbox, outbox
 from storage.models import OutboxItem
 
@@ -27,10 +27,10 @@ class OutboxOut(BaseModel):
     payload: dict[str, Any]
     status: str
     attempts: int
-    next_attempt_at: datetime
+    next_attempt_at: LocalTime
     last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
+    created_at: LocalTime
+    sent_at: LocalTime | None
 
 
 def _out(item: OutboxItem) -> OutboxOut:

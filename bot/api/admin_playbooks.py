@@ -6,7 +6,6 @@ import asyncio
 import re
 import shutil
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from bot.config.playbooks import (
     private_welcome_variables,
     render_text,
 )
+from bot.timefmt import LocalTime, local_iso
 from handlers.channels import CAPABILITIES
 from handlers.features.welcome import group_vars, member_vars, render_welcome
 from storage.models import Group, WelcomeTemplate
@@ -45,8 +45,8 @@ class PlaybookSummary(BaseModel):
 class PlaybooksOut(BaseModel):
     directory: str
     version: int
-    loaded_at: datetime
-    last_error_at: datetime | None
+    loaded_at: LocalTime
+    last_error_at: LocalTime | None
     issues: list[str] = Field(description="why the last reload was refused; empty when current")
     playbooks: list[PlaybookSummary]
 
@@ -147,7 +147,7 @@ async def reload(runtime: RuntimeDep) -> JSONResponse:
     body = {
         "ok": result.ok,
         "version": result.version,
-        "loaded_at": result.loaded_at.isoformat(),
+        "loaded_at": local_iso(result.loaded_at, runtime.settings.tz, precision="auto"),
         "issues": _issue_lines(result.issues),
     }
     if result.ok:

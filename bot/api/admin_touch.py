@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.timefmt import LocalTime
 from handlers.features.touch import end_enrollments
 from storage.models import Enrollment, TouchStep
 
@@ -23,11 +24,11 @@ class StepOut(BaseModel):
     id: int
     step_key: str
     step_index: int
-    due_at: datetime
+    due_at: LocalTime
     status: str
     reason: str | None
     outbox_id: int | None
-    done_at: datetime | None
+    done_at: LocalTime | None
 
 
 class EnrollmentOut(BaseModel):
@@ -36,8 +37,8 @@ class EnrollmentOut(BaseModel):
     member_id: str
     playbook: str
     status: str
-    enrolled_at: datetime
-    ended_at: datetime | None
+    enrolled_at: LocalTime
+    ended_at: LocalTime | None
     ended_reason: str | None
     steps: list[StepOut]
 
@@ -114,7 +115,7 @@ class DueOut(BaseModel):
     member_id: str
     playbook: str
     step_key: str
-    due_at: datetime
+    due_at: LocalTime
 
 
 @router.get("/touch/due", response_model=list[DueOut])

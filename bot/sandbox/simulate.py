@@ -10,6 +10,19 @@ from xml.sax.saxutils import escape
 
 from bot.wecom.crypto import WeComCrypto
 
+# Made-up newcomers for `simulate join` without --member.
+SAMPLE_NAMES = ("小美", "大卫", "阿珍", "老周", "思思", "小林", "阿杰", "晓雨")
+
+
+def made_up_names(count: int, start: int = 0) -> list[str]:
+    """`count` distinct names: the sample names from `start` on, then 小美2, 大卫2, …"""
+    names = []
+    for i in range(start, start + count):
+        base = SAMPLE_NAMES[i % len(SAMPLE_NAMES)]
+        lap = (i - start) // len(SAMPLE_NAMES)
+        names.append(base if lap == 0 else f"{base}{lap + 1}")
+    return names
+
 
 def _cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"

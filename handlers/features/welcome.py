@@ -94,7 +94,10 @@ def defer_for_quiet_hours(
 
 
 def group_vars(group: Group) -> GroupVars:
-    return {"chat_id": group.chat_id, "name": group.name or "本群", "tags": list(group.tags or [])}
+    # The name members see in WeCom; the operator's label only while WeCom has not
+    # told us one (internal groups: groupchat/get covers customer groups only).
+    name = group.name or group.label or "本群"
+    return {"chat_id": group.chat_id, "name": name, "tags": list(group.tags or [])}
 
 
 def member_vars(member: dict[str, Any]) -> WelcomeMemberVars:

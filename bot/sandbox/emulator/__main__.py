@@ -7,11 +7,15 @@ and secret printed at start; read what was "sent" at /_emulator/sent.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from datetime import UTC, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import uvicorn
 
 from bot.config.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+from bot.logs import configure_logging
 from bot.sandbox.emulator.app import CONTROL_PREFIX, create_emulator_app
 from bot.sandbox.emulator.server import require_loopback
 from bot.sandbox.emulator.state import EmulatorState
@@ -44,7 +48,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"WeCom emulator: WECOM_API_BASE={base}")
     print(f"  corp_id={state.corp_id} corp_secret={state.corp_secret} agent_id={state.agent_id}")
     print(f"  sent log: {base}{CONTROL_PREFIX}/sent   API docs: {base}/docs")
-    uvicorn.run(create_emulator_app(state), host=args.host, port=args.port)
+    # Our logging: BOT_TIMEZONE stamps, and the access log never shows access_token,
+    # corpsecret or a webhook key (uvicorn's own config would print them).
+    configure_logging(_zone())
+    uvicorn.run(create_emulator_app(state), host=args.host, port=args.port, log_config=None)
+
+
+def _zone() -> tzinfo:
+    try:
+        return ZoneInfo(os.environ.get("BOT_TIMEZONE") or "Asia/Shanghai")
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 if __name__ == "__main__":

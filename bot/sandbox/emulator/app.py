@@ -16,6 +16,7 @@ from http import HTTPStatus
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 
 from bot.sandbox.emulator import apis
 from bot.sandbox.emulator.control import control_router
@@ -65,7 +66,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 def create_emulator_app(state: EmulatorState | None = None) -> FastAPI:
     state = state if state is not None else EmulatorState()
-    app = FastAPI(
+    app = FastAPIOffline(  # its /docs works offline too
         title="WeCom emulator",
         description="A fake WeCom server API for sandbox mode and tests. Loopback only.",
     )

@@ -1,0 +1,37 @@
+"""`simulate join --count N` makes N distinct member names (issue 7)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+
+from bot.config.settings import SANDBOX_API_PATH
+from bot.sandbox.simulate import SAMPLE_NAMES, made_up_names
+from tests.conftest import SHIPPED_TEMPLATES
+from tests.procs import cli_env, run_cli, server
+
+
+def test_made_up_names_are_distinct_for_any_count() -> None:
+    assert made_up_names(3) == ["小美", "大卫", "阿珍"]
+    names = made_up_names(30, start=5)
+    assert len(set(names)) == 30
+    assert set(names[: len(SAMPLE_NAMES)]) == set(SAMPLE_NAMES)
+    assert names[len(SAMPLE_NAMES)] == f"{SAMPLE_NAMES[5]}2"
+    assert made_up_names(0) == []
+
+
+def test_simulate_join_count_gives_each_newcomer_their_own_name(tmp_path: Path) -> None:
+    shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "sop_templates")
+    env = cli_env(tmp_path)
+    with server(env, tmp_path) as srv:
+        joined = run_cli(["simulate", "join", "--count", "12", "--chat", "wrMany"], env, tmp_path)
+        assert joined.returncode == 0, joined.stderr
+        group = httpx.get(f"{srv.url}{SANDBOX_API_PATH}/_emulator/groups/wrMany").json()
+    members = group["member_list"]
+    names = [m["name"] for m in members]
+    assert len(members) == 12 and len(set(names)) == 12
+    assert not any(name.startswith("wm") for name in names)
+    for member in members:  # the CLI says who is who
+        assert f"{member['name']} ({member['userid']})" in joined.stdout
