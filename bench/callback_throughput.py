@@ -194,22 +194,22 @@ def run_processes(port: int, requests: Path, *, seconds: int, connections: int) 
     return total / (time.monotonic() - started)
 
 
-def processed(port: int) -> float:
+def metric_total(port: int, name: str, label: str) -> float:
+    """The sum of a counter's series carrying `label` (e.g. 'result="done"')."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("wecom_inbox_processed_total{") and 'result="done"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and label in line
+    )
+
+
+def processed(port: int) -> float:
+    return metric_total(port, "wecom_inbox_processed_total", 'result="done"')
 
 
 def stored(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("wecom_callbacks_total{") and 'result="stored"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_total(port, "wecom_callbacks_total", 'result="stored"')
 
 
 def drain_rate(port: int, timeout: float = 600) -> tuple[float, float]:

@@ -105,3 +105,15 @@ class OptOut(Action):
 
     member_id: str
     chat_id: str | None
+
+
+@dataclass(frozen=True)
+class DueDecision:
+    """What a feature's pure decide() says about one due item (a welcome batch, a
+    touch step): the engine records the status and reason, the executor applies the
+    actions, and a deferred item is due again at `due_again_at`."""
+
+    status: str  # sent | skipped | deferred
+    reason: str
+    actions: tuple[Action, ...] = ()
+    due_again_at: datetime | None = None

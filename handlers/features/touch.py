@@ -34,6 +34,7 @@ from handlers.channels import group_channel
 from handlers.core.actions import (
     Action,
     CancelQueued,
+    DueDecision,
     EndEnrollments,
     Enroll,
     Note,
@@ -418,17 +419,9 @@ class StepFacts:
     sent_on_day: int  # steps of this enrollment already sent on the judged local day
 
 
-@dataclass(frozen=True)
-class StepDecision:
-    status: str  # sent | skipped | deferred
-    reason: str
-    actions: tuple[Action, ...] = ()
-    due_again_at: datetime | None = None
-
-
 def decide_step(
     step_id: int, due_at: datetime, facts: StepFacts, *, at: datetime, tz: Any
-) -> StepDecision:
+) -> DueDecision:
     playbook, spec, group, membership = facts.playbook, facts.spec, facts.group, facts.membership
     sequence = playbook.touch_sequence if playbook else None
     reason = skip_reason(
@@ -441,19 +434,19 @@ def decide_step(
         )
     )
     if reason is not None:
-        return StepDecision("skipped", reason)
+        return DueDecision("skipped", reason)
     assert playbook is not None and sequence is not None and spec is not None
     assert group is not None and membership is not None
     if is_overdue(due_at, at, timedelta(hours=sequence.late_grace_hours)):
-        return StepDecision("skipped", OVERDUE)
+        return DueDecision("skipped", OVERDUE)
     local = at.astimezone(tz)
     if playbook.quiet_hours is not None and playbook.quiet_hours.contains(local.time()):
         resume = playbook.quiet_hours.next_end(local)
-        return StepDecision("deferred", f"quiet hours until {resume.isoformat()}", (), resume)
+        return DueDecision("deferred", f"quiet hours until {resume.isoformat()}", (), resume)
     if facts.sent_on_day >= sequence.max_steps_per_day:
         tomorrow = datetime.combine(local.date() + timedelta(days=1), spec.at, tzinfo=tz)
         again = _out_of_quiet(tomorrow, playbook.quiet_hours)
-        return StepDecision(
+        return DueDecision(
             "deferred", f"{facts.sent_on_day} step(s) already today; moved to tomorrow", (), again
         )
     variables = touch_variables(
@@ -463,12 +456,12 @@ def decide_step(
         today=local.date(),
     )
     if spec.when and not eval_condition(spec.when, variables):
-        return StepDecision("skipped", f"condition false: {spec.when}")
+        return DueDecision("skipped", f"condition false: {spec.when}")
     text = render_text(spec.text, variables)
     key = f"touch:{step_id}"
     if spec.channel == "group":
         if not group_channel(group.channel_type).capabilities.immediate:
-            return StepDecision(
+            return DueDecision(
                 "skipped",
                 "channel cannot carry it: customer groups take one owner-confirmed post a day; "
                 "kept for 早报",
@@ -480,7 +473,7 @@ def decide_step(
         action = QueuePrivateText(
             group.chat_id, membership.member_id, text, origin="touch", key=key
         )
-    return StepDecision("sent", "queued", (action,))
+    return DueDecision("sent", "queued", (action,))
 
 
 async def lock_enrollment(session: AsyncSession, enrollment_id: int) -> Enrollment | None:

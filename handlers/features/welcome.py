@@ -26,7 +26,14 @@ from bot.config.playbooks import (
     welcome_variables,
 )
 from handlers.channels import group_channel
-from handlers.core.actions import Action, AddToWelcomeBatch, Note, QueueGroupText, QueuePrivateText
+from handlers.core.actions import (
+    Action,
+    AddToWelcomeBatch,
+    DueDecision,
+    Note,
+    QueueGroupText,
+    QueuePrivateText,
+)
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined
 from handlers.core.executor import Executor
@@ -237,14 +244,6 @@ async def apply_mark_welcomed(action: MarkWelcomed, ctx: Context) -> None:
 # --- flush side: a due welcome batch ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FlushDecision:
-    status: str  # sent | skipped | deferred
-    note: str
-    actions: tuple[Action, ...] = ()
-    due_again_at: datetime | None = None
-
-
 def decide_flush(
     batch_id: int,
     members: list[dict[str, Any]],
@@ -255,26 +254,26 @@ def decide_flush(
     at: datetime,
     now: datetime,
     tz: Any,
-) -> FlushDecision:
+) -> DueDecision:
     """What a due batch comes to. `at` is the tick's instant (quiet hours are judged
     there, as for touch steps); `now` is the real clock that stamps what is queued."""
     if group is None or group.dismissed_at is not None or playbook is None:
-        return FlushDecision("skipped", "group is gone")
+        return DueDecision("skipped", "group is gone")
     welcome = playbook.welcome
     if welcome is None or not welcome.enabled:
-        return FlushDecision("skipped", f"welcome off in playbook {playbook.name}")
+        return DueDecision("skipped", f"welcome off in playbook {playbook.name}")
     deferred = defer_for_quiet_hours(
         at, playbook.quiet_hours, tz=tz, during_quiet_hours=welcome.during_quiet_hours
     )
     if deferred > at:
-        return FlushDecision(
+        return DueDecision(
             "deferred",
             f"quiet hours: postponed to {deferred.astimezone(tz).isoformat()}",
             due_again_at=deferred,
         )
     present = [m for m in members if (row := rows.get(m["id"])) is None or row.left_at is None]
     if not present:
-        return FlushDecision("skipped", "every newcomer already left")
+        return DueDecision("skipped", "every newcomer already left")
     actions: list[Action] = []
     notes: list[str] = []
     if not group_channel(group.channel_type).capabilities.immediate:
@@ -306,7 +305,7 @@ def decide_flush(
                 )
             )
     actions.append(MarkWelcomed(group.chat_id, tuple(m["id"] for m in present)))
-    return FlushDecision("sent", "; ".join(notes) or "sent", tuple(actions))
+    return DueDecision("sent", "; ".join(notes) or "sent", tuple(actions))
 
 
 class WelcomeBatchKind(DueKind):
@@ -334,7 +333,7 @@ class WelcomeBatchKind(DueKind):
             tz=ctx.tz,
         )
         if decision.status == "deferred":
-            return Outcome("deferred", decision.note, due_again_at=decision.due_again_at)
+            return Outcome("deferred", decision.reason, due_again_at=decision.due_again_at)
         effects = await self.executor.execute_due(
             decision.actions,
             session,
@@ -343,11 +342,11 @@ class WelcomeBatchKind(DueKind):
             playbooks=ctx.playbooks,
             source_id=f"welcome_batch:{batch.id}",
         )
-        notes = [decision.note, *effects.notes]
+        notes = [decision.reason, *effects.notes]
         status = decision.status if effects.queued or decision.status != "sent" else "skipped"
         batch.status = status
         batch.flushed_at = ctx.now
-        batch.note = "; ".join(n for n in notes if n and n != "sent") or decision.note
+        batch.note = "; ".join(n for n in notes if n and n != "sent") or decision.reason
         batch.outbox_id = effects.queued[0] if effects.queued else None
         return Outcome(status, batch.note, tuple(effects.queued))
 
