@@ -9,8 +9,9 @@ pre-signed, distinct encrypted app-text callbacks:
   commit) before `success`, and the inbox worker processing events meanwhile.
 
 Prints acknowledgements/s of each and their ratio (target ≥ 0.5x), how many
-events the inbox processed while callbacks arrived, and how fast it drained the
-rest afterwards (target ≥ 1,000 message events/s).
+events the inbox processed while callbacks arrived and what was left after, and
+how fast 20,000 archived group messages posted to /wecom/archive are processed
+(target ≥ 1,000 message events/s; posting them is included in the time).
 
 The load generator is wrk (Debian's `wrk` package) with a Lua script that gives
 every request its own pre-signed callback; without wrk, several client
@@ -349,12 +350,17 @@ def main() -> int:
     print(f"bare decrypt endpoint:  {bare_rps:8.0f} req/s")
     print(f"/wecom/callback (ack):  {ours_rps:8.0f} req/s  (durable inbox write before success)")
     print(f"ack ratio ours/bare:    {ours_rps / bare_rps:8.2f}x  (target ≥ 0.5x)")
-    print(f"processed during load:  {during:8.0f} of {arrived:.0f} stored")
     print(
-        f"drain after the load:   {rate:8.0f} events/s  "
-        f"({drained:.0f} in {drain_seconds:.1f} s; target ≥ 1000)"
+        f"processed during load:  {during:8.0f} of {arrived:.0f} stored "
+        f"({during / max(arrived, 1):.0%}: processing keeps pace with acknowledgement)"
     )
-    print(f"drain ratio vs ack:     {rate / ours_rps:8.2f}x")
+    if drained >= 100:
+        print(
+            f"drain after the load:   {rate:8.0f} events/s  "
+            f"({drained:.0f} in {drain_seconds:.1f} s; ratio to ack {rate / ours_rps:.2f}x)"
+        )
+    else:
+        print(f"drain after the load:   {drained:8.0f} events were left to process")
     print(
         f"archive backlog:        {archived / archive_seconds:8.0f} events/s  "
         f"({archived:.0f} group messages in {args.rooms} groups, posted and processed "
