@@ -320,6 +320,7 @@ async def build_runtime(
         max_attempts=settings.outbox_max_attempts,
         lease=timedelta(seconds=settings.outbox_lease_seconds),
         clock=clock,
+        tz=settings.tz,
     )
     processor = InboxProcessor(
         sessions,

@@ -13,13 +13,14 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
+from bot.timefmt import local_iso
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import TransportError, WeComError
 from bot.workers.claims import new_token
@@ -92,8 +93,10 @@ class Dispatcher(PollingWorker):
         lease: timedelta,
         clock: Callable[[], datetime],
         batch_size: int = 20,
+        tz: tzinfo = UTC,  # the zone log lines show times in (BOT_TIMEZONE)
     ) -> None:
         super().__init__()
+        self.tz = tz
         self.sessions = sessions
         self.client = client
         self.unwanted = unwanted
@@ -270,7 +273,7 @@ class Dispatcher(PollingWorker):
                 until = now + RATE_LIMITED_PAUSE
                 scope = pause_key(item)
                 await outbox.pause(session, scope, until=until, reason=error)
-                log.warning("%s paused until %s: %s", scope, until.isoformat(), error)
+                log.warning("%s paused until %s: %s", scope, local_iso(until, self.tz), error)
                 retry_at = max(retry_at, until)
             await outbox.mark_retry(
                 session,
@@ -282,4 +285,4 @@ class Dispatcher(PollingWorker):
                 token=token,
             )
         self.metrics.sends.labels(item.channel, exc.kind).inc()
-        log.info("outbox %s: %s; retry at %s", item.id, error, retry_at.isoformat())
+        log.info("outbox %s: %s; retry at %s", item.id, error, local_iso(retry_at, self.tz))
