@@ -176,3 +176,20 @@ async def test_when_every_event_fails_each_fails_alone(
     ]
     assert statuses["m4"] == ("pending", 0)  # behind wrA's failure, never tried
     assert recorder.seen == ["ok"]
+
+
+async def test_a_quiet_groups_event_is_handled_in_the_first_round_behind_a_deep_backlog(
+    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+) -> None:
+    """3,000 archived messages wait in one busy group; the event another group sends
+    after them is handled in the worker's very first round, not after the backlog."""
+    async with sessions() as session, session.begin():
+        await store_many(
+            session, [_message(n, "wrBusy", f"u{n % 50}") for n in range(3000)], now=T0
+        )
+        await store_many(session, [_message(3000, "wrQuiet", "alice")], now=T0)
+    processor = _processor(sessions, build_features().registry, templates_dir, [])
+    assert await processor.run_once() == 200
+    statuses = await _statuses(sessions)
+    assert statuses["m3000"][0] == "done"
+    assert sum(status == "done" for status, _ in statuses.values()) == 200
