@@ -121,9 +121,11 @@ def plan_batch(work: Sequence[Work], failures: dict[int, Exception]) -> Plan:
 class InboxProcessor(PollingWorker):
     name = "inbox"
     # Events that trickle in (callbacks arriving while a batch runs) are taken a
-    # tenth of a second later in one batch instead of a few at a time: the batch's
-    # transactions and commits are paid once for all of them.
-    pace_seconds = 0.1
+    # quarter of a second later in one batch instead of a few at a time: the batch's
+    # transactions and commits are paid once for all of them (measured: +10-15%
+    # callbacks acknowledged under load against 0.1 s). Welcome batches wait seconds
+    # anyway; an idle worker is woken at once.
+    pace_seconds = 0.25
 
     def __init__(
         self,
