@@ -14,9 +14,17 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+
+
+def claimable(model: Any, *, held_status: str, now: datetime) -> ColumnElement[bool]:
+    """Rows a claim may take: waiting and due, or held by a claim whose lease ran out."""
+    return or_(
+        and_(model.status == "pending", model.next_attempt_at <= now),
+        and_(model.status == held_status, model.locked_until < now),
+    )
 
 
 async def claim_ids(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,6 +57,36 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def dialect_of(session: AsyncSession) -> str:
+    """The session's database: "postgresql" or "sqlite"."""
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (DO NOTHING / DO UPDATE)."""
+    return pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+
+
+async def lock_keys(session: AsyncSession, space: int, keys: Iterable[str]) -> None:
+    """Serialize this transaction with every other one that locks any of these keys
+    in the same space, until it ends (PostgreSQL transaction advisory locks; SQLite
+    has a single writer already). Locks are taken in one sorted order, so writers of
+    several keys cannot deadlock; two keys sharing a 32-bit hash just take turns."""
+    if dialect_of(session) != "postgresql":
+        return
+    ordered = sorted(set(keys))
+    if not ordered:
+        return
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(:space, s.h) FROM "
+            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k "
+            "ORDER BY 1) AS s"
+        ),
+        {"space": space, "keys": ordered},
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

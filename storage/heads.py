@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import lock_keys
+
 
 @dataclass(frozen=True)
 class OrderedTable:
@@ -66,27 +68,6 @@ INBOX = OrderedTable("inbox", "chat_id", ("pending", "processing"), lock_space=7
 OUTBOX = OrderedTable("outbox", "order_key", ("pending", "sending"), lock_space=71002)
 
 
-def _postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
-
-
-async def lock_keys(session: AsyncSession, table: OrderedTable, keys: Iterable[str]) -> None:
-    """Serialize this transaction with every other writer of these keys (PostgreSQL)."""
-    if not _postgres(session):
-        return
-    ordered = sorted(set(keys))
-    if not ordered:
-        return
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(:space, s.h) FROM "
-            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k "
-            "ORDER BY 1) AS s"
-        ),
-        {"space": table.lock_space, "keys": ordered},
-    )
-
-
 async def settle(
     session: AsyncSession,
     table: OrderedTable,
@@ -102,7 +83,7 @@ async def settle(
     ordered = sorted({key for key in keys if key is not None})
     if not ordered:
         return
-    await lock_keys(session, table, ordered)
+    await lock_keys(session, table.lock_space, ordered)
     connection = await session.connection()
     params = [{"k": key} for key in ordered]
     if may_have_moved_back:

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import heads
-from storage.claim import claim_ids, release_dead_claims, renew_claim
+from storage.claim import claim_ids, claimable, release_dead_claims, renew_claim
+from storage.db import insert_for
 from storage.models import InboxItem
 
 
@@ -52,14 +51,12 @@ async def insert_many(
         }
         for row in rows
     ]
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = cast(Table, InboxItem.__table__)
     # One constant statement run with many parameter sets: compiled once and cached,
     # sent as multi-row INSERTs ("insertmanyvalues"); a VALUES list built per batch
     # would be compiled again for every batch size.
     stmt = (
-        insert(table)
+        insert_for(session)(table)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(table.c.dedup_key, table.c.chat_id)
     )
@@ -88,10 +85,7 @@ async def insert_once(
 
 
 def _claimable(now: datetime) -> Any:
-    return or_(
-        and_(InboxItem.status == "pending", InboxItem.next_attempt_at <= now),
-        and_(InboxItem.status == "processing", InboxItem.locked_until < now),
-    )
+    return claimable(InboxItem, held_status="processing", now=now)
 
 
 async def claim(

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import heads
-from storage.claim import claim_ids, release_dead_claims, renew_claim
+from storage.claim import claim_ids, claimable, release_dead_claims, renew_claim
+from storage.db import dialect_of, insert_for
 from storage.models import OutboxItem, RateEvent, RatePause
 
 ACTIVE = ("pending", "sending")
@@ -58,13 +57,7 @@ async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) 
 def _due(now: datetime) -> Any:
     # Messages to one destination go out in the order they were queued: only the
     # oldest unsent row of each order key (its head) may be claimed.
-    return and_(
-        OutboxItem.is_head,
-        or_(
-            and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
-            and_(OutboxItem.status == "sending", OutboxItem.locked_until < now),
-        ),
-    )
+    return and_(OutboxItem.is_head, claimable(OutboxItem, held_status="sending", now=now))
 
 
 async def claim(
@@ -300,9 +293,8 @@ async def paused_until(session: AsyncSession, *rate_keys: str, now: datetime) ->
 async def pause(session: AsyncSession, rate_key: str, *, until: datetime, reason: str) -> None:
     """Hold the key until `until` (never shortening a longer pause). An upsert: two
     replicas refused at once must not fail on each other's row."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(RatePause).values(rate_key=rate_key, until=until, reason=reason)
+    dialect = dialect_of(session)
+    stmt = insert_for(session)(RatePause).values(rate_key=rate_key, until=until, reason=reason)
     stmt = stmt.on_conflict_do_update(
         index_elements=["rate_key"],
         set_={

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
@@ -27,10 +26,12 @@ from bot.workers.claims import new_token
 from bot.workers.polling import PollingWorker
 from handlers.channels import CannotPost, SendClient, channel_named, rate_policy_for
 from storage import outbox
+from storage.db import lock_keys
 from storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
 
+RATE_LOCK_SPACE = 71003  # advisory locks of rate keys (storage/heads.py has 71001-2)
 RATE_LIMITED_PAUSE = timedelta(seconds=65)  # WeCom asks for at least a minute on 45009
 # A rate window is judged as the receiver sees it. Each send counts until the latest
 # instant WeCom may have received it (its answer; while in flight, its start plus
@@ -105,7 +106,6 @@ class Dispatcher(PollingWorker):
         self.lease = lease
         self.clock = clock
         self.batch_size = batch_size
-        self._postgres: bool | None = None
 
     async def run_once(self) -> int:
         """Claim and handle one batch; returns how many rows were handled."""
@@ -140,14 +140,9 @@ class Dispatcher(PollingWorker):
         it holds the database's write lock: check and record are atomic there too."""
         now = self.clock()
         rate_key = item.rate_key
-        if self._postgres is None:
-            self._postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
-        if self._postgres:
-            # Replicas share one window per key: serialize the check-and-record until
-            # this transaction commits, with the new event in it.
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": rate_key}
-            )
+        # Replicas share one window per key: serialize the check-and-record until
+        # this transaction commits, with the new event in it.
+        await lock_keys(session, RATE_LOCK_SPACE, [rate_key])
         paused = await outbox.paused_until(session, rate_key, pause_key(item), now=now)
         if paused is not None:
             return Reservation(wait_until=paused)

@@ -63,6 +63,14 @@ class BatchOutcome:
     queued: int  # outbox rows written
     applied: frozenset[str]  # kinds of actions applied
 
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(
+            self.events + other.events, self.queued + other.queued, self.applied | other.applied
+        )
+
+
+NOTHING = BatchOutcome(0, 0, frozenset())
+
 
 def needs_snapshot(event: Event) -> bool:
     return bool(event.chat_id) and isinstance(event, MemberJoined | GroupCreated | GroupUpdated)
@@ -156,8 +164,6 @@ class InboxProcessor(PollingWorker):
         self.max_attempts = max_attempts
         self.lease = lease
         self.batch_size = batch_size
-        self._queued = 0
-        self._applied: set[str] = set()
 
     async def run_once(self) -> int:
         """Claim a batch (heads of chats, and runs behind busy chats' heads) and run it
@@ -177,12 +183,12 @@ class InboxProcessor(PollingWorker):
             )
             items = [Claimed(*row) for row in found.all()]
         work = [await self._prepare(item) for item in items]
-        self._queued, self._applied = 0, set()
         try:
-            await self._run(work, token)
+            outcome = await self._run(work, token)
         except ClaimLost as lost:
             log.warning("inbox %s: claim lost to another worker; batch rolled back", lost)
-        self.on_processed(BatchOutcome(len(ids), self._queued, frozenset(self._applied)))
+            outcome = NOTHING
+        self.on_processed(BatchOutcome(len(ids), outcome.queued, outcome.applied))
         return len(ids)
 
     async def _prepare(self, item: Claimed) -> Work:
@@ -209,34 +215,36 @@ class InboxProcessor(PollingWorker):
             log.warning("groupchat/get %s failed (%s); going on without names", event.chat_id, exc)
             return None
 
-    async def _run(self, work: list[Work], token: str) -> None:
+    async def _run(self, work: list[Work], token: str) -> BatchOutcome:
+        """Commit the batch; returns what the committed transactions did."""
         failures: dict[int, Exception] = {}
         for _ in range(MAX_BATCH_RERUNS + 1):
             try:
-                await self._commit(plan_batch(work, failures), token)
-                return
+                return await self._commit(plan_batch(work, failures), token)
             except HandlerFailed as failed:
                 failures[failed.item_id] = failed.cause
         # Many events fail: one transaction each, so each failure costs only itself.
+        outcome = NOTHING
         blocked: set[str] = set()
         for entry in work:
             chat = entry.item.chat_id
             if chat is not None and chat in blocked:
-                await self._commit(Plan(release=[entry.item.id]), token)
+                outcome += await self._commit(Plan(release=[entry.item.id]), token)
                 continue
             try:
-                await self._commit(plan_batch([entry], failures), token)
+                outcome += await self._commit(plan_batch([entry], failures), token)
             except HandlerFailed as failed:
                 failures[failed.item_id] = failed.cause
-                await self._commit(plan_batch([entry], failures), token)
+                outcome += await self._commit(plan_batch([entry], failures), token)
             if chat is not None and (entry.item.id in failures or entry.error is not None):
                 blocked.add(chat)
+        return outcome
 
-    async def _commit(self, plan: Plan, token: str) -> None:
+    async def _commit(self, plan: Plan, token: str) -> BatchOutcome:
         now = self.clock()
         playbooks = self.playbooks()
         notes: list[tuple[Work, list[str], list[str]]] = []
-        queued, applied = 0, set()
+        queued, applied = 0, set[str]()
         deferred = Deferred()
         async with self.sessions() as session, session.begin():
             for entry in plan.run:
@@ -262,9 +270,8 @@ class InboxProcessor(PollingWorker):
             for entry, error in plan.failed:
                 await self._record_failure(session, entry.item, error, now, token)
             await inbox.release(session, plan.release, token=token)
-        self._queued += queued
-        self._applied |= applied
         self._report(notes, plan)
+        return BatchOutcome(len(plan.run), queued, frozenset(applied))
 
     async def _handle(
         self,

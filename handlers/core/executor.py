@@ -61,16 +61,18 @@ class Executor:
         self._bulk: dict[type[Action], BulkApplier] = {}
 
     def register(self, action_type: type[Action], applier: Applier) -> None:
-        if action_type in self._appliers or action_type in self._bulk:
-            raise ValueError(f"{action_type.__name__} already has an applier")
+        self._refuse_second_applier(action_type)
         self._appliers[action_type] = applier
 
     def register_bulk(self, action_type: type[Action], applier: BulkApplier) -> None:
         """For actions no handler of the same batch reads back (counters): applied
         once per transaction when the context defers them, at once otherwise."""
+        self._refuse_second_applier(action_type)
+        self._bulk[action_type] = applier
+
+    def _refuse_second_applier(self, action_type: type[Action]) -> None:
         if action_type in self._appliers or action_type in self._bulk:
             raise ValueError(f"{action_type.__name__} already has an applier")
-        self._bulk[action_type] = applier
 
     async def flush(self, deferred: Deferred, session: AsyncSession) -> None:
         """Apply what a batch deferred; call before the batch's commit."""
