@@ -107,6 +107,44 @@ async def live_app(
             yield LiveApp(app=app, http=http)
 
 
+# A fixed morning (10:00 in Shanghai): step times and quiet hours must not depend on
+# when the suite runs.
+MORNING = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+@asynccontextmanager
+async def live_webhook_group(
+    *,
+    database_url: str,
+    templates_dir: Path,
+    emulator: RunningEmulator,
+    clock: Clock,
+    chat_id: str,
+    name: str,
+    members: dict[str, str],
+) -> AsyncIterator[LiveApp]:
+    """The service (no background loops, on `clock`) with one group registered on a
+    robot webhook; WeCom's join times follow the same clock."""
+    emulator.state.wall_clock = lambda: clock.now.timestamp()
+    emulator.state.upsert_group(
+        chat_id,
+        name=name,
+        owner="owner1",
+        members=[{"userid": uid, "name": member} for uid, member in members.items()],
+    )
+    settings = configured_settings(
+        database_url=database_url, templates_dir=templates_dir, api_base=emulator.base_url
+    )
+    async with live_app(settings, background=False, clock=clock) as app:
+        response = await app.http.put(
+            f"/admin/groups/{chat_id}",
+            headers=AUTH,
+            json={"name": name, "channel": {"type": "webhook", "key": "wk"}},
+        )
+        assert response.status_code == 200
+        yield app
+
+
 async def wait_for(
     condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
     *,

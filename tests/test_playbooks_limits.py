@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import tracemalloc
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ from bot.sandbox.emulator.server import RunningEmulator
 from storage.models import WelcomeBatch
 from tests.helpers import (
     AUTH,
+    MORNING,
     Clock,
     LiveApp,
-    configured_settings,
     join_callback,
-    live_app,
+    live_webhook_group,
     sent_texts,
     settle,
 )
@@ -163,23 +162,16 @@ async def live(
     old = "  text: |\n    欢迎 {{ names }} 加入「{{ group.name }}」👋\n"
     assert old in text
     default.write_text(text.replace(old, f"  text: |\n    {LONG_ON_REAL_DATA}\n"), encoding="utf-8")
-    emulator.state.upsert_group(
-        GROUP,
+    clock = Clock(MORNING)
+    async with live_webhook_group(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        emulator=emulator,
+        clock=clock,
+        chat_id=GROUP,
         name="限额群",
-        owner="owner1",
-        members=[{"userid": uid, "name": name} for uid, name in NAMES.items()],
-    )
-    clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    settings = configured_settings(
-        database_url=database_url, templates_dir=templates_dir, api_base=emulator.base_url
-    )
-    async with live_app(settings, background=False, clock=clock) as app:
-        response = await app.http.put(
-            f"/admin/groups/{GROUP}",
-            headers=AUTH,
-            json={"name": "限额群", "channel": {"type": "webhook", "key": "wk"}},
-        )
-        assert response.status_code == 200
+        members=NAMES,
+    ) as app:
         yield app, clock
 
 
@@ -189,7 +181,7 @@ async def test_a_text_too_long_at_send_time_is_logged_and_the_service_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app, clock = live
-    params, body = join_callback(GROUP, list(NAMES))
+    params, body = join_callback(GROUP, list(NAMES), create_time=int(clock.now.timestamp()))
     assert (await app.post_callback(params, body)).text == "success"
     await settle(app)
     clock.advance(3)
@@ -208,7 +200,7 @@ async def test_a_text_too_long_at_send_time_is_logged_and_the_service_goes_on(
     )
     # The service goes on: the next, smaller batch is welcomed.
     clock.advance(120)
-    params, body = join_callback(GROUP, ["wmLnew"])
+    params, body = join_callback(GROUP, ["wmLnew"], create_time=int(clock.now.timestamp()))
     assert (await app.post_callback(params, body)).text == "success"
     await settle(app)
     clock.advance(3)

@@ -499,7 +499,6 @@ async def test_concurrent_inserts_and_finishes_keep_exactly_one_head_per_chat(
                 ids = await inbox.claim(session, now=T0, lease=lease, limit=3, token="w")
                 await inbox.mark_many(session, ids, status="done", now=T0, token="w")
             done += len(ids)
-            await asyncio.sleep(0)
         return done
 
     results = await asyncio.gather(producer(1), producer(2), consumer())

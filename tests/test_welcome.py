@@ -14,12 +14,12 @@ from bot.sandbox.emulator.server import RunningEmulator
 from handlers.features.welcome import Candidate, batch_due_at, defer_for_quiet_hours, skip_reason
 from tests.helpers import (
     AUTH,
+    MORNING,
     Clock,
     LiveApp,
-    configured_settings,
     join_callback,
     leave_callback,
-    live_app,
+    live_webhook_group,
     sent_texts,
     settle,
 )
@@ -83,33 +83,22 @@ def test_quiet_hours_defer_only_when_asked() -> None:
 
 @pytest.fixture
 def clock() -> Clock:
-    # A fixed morning (10:00 in Shanghai): step times and quiet hours must not depend
-    # on when the suite runs.
-    return Clock(datetime(2026, 11, 24, 2, 0, tzinfo=UTC))
+    return Clock(MORNING)
 
 
 @pytest.fixture
 async def live(
     database_url: str, templates_dir: Path, emulator: RunningEmulator, clock: Clock
 ) -> AsyncIterator[LiveApp]:
-    # WeCom's join times follow the test's clock too.
-    emulator.state.wall_clock = lambda: clock.now.timestamp()
-    emulator.state.upsert_group(
-        GROUP,
+    async with live_webhook_group(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        emulator=emulator,
+        clock=clock,
+        chat_id=GROUP,
         name="增长黑客交流群",
-        owner="owner1",
-        members=[{"userid": uid, "name": name} for uid, name in NAMES.items()],
-    )
-    settings = configured_settings(
-        database_url=database_url, templates_dir=templates_dir, api_base=emulator.base_url
-    )
-    async with live_app(settings, background=False, clock=clock) as app:
-        response = await app.http.put(
-            f"/admin/groups/{GROUP}",
-            headers=AUTH,
-            json={"name": "增长黑客交流群", "channel": {"type": "webhook", "key": "wk"}},
-        )
-        assert response.status_code == 200
+        members=NAMES,
+    ) as app:
         yield app
 
 
