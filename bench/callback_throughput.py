@@ -25,6 +25,7 @@ same two cores was: it measured itself at ~270 req/s).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import os
 import re
@@ -41,6 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import postgres_database  # noqa: E402
 from bot.sandbox.simulate import app_text_xml, sign_xml  # noqa: E402
 from bot.wecom.crypto import WeComCrypto  # noqa: E402
 
@@ -273,12 +275,29 @@ def main() -> int:
     parser.add_argument("--callbacks", type=int, default=40_000)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (a database of this run's own is created there and "
+        "dropped after); default: a fresh SQLite file",
+    )
     parser.add_argument("--archive", type=int, default=20_000, help="archived messages")
     parser.add_argument("--rooms", type=int, default=10, help="groups they are spread over")
     parser.add_argument("--clients", choices=["auto", "wrk", "processes"], default="auto")
     args = parser.parse_args()
     use_wrk = args.clients == "wrk" or (args.clients == "auto" and shutil.which("wrk"))
+    own_database = "wecombot_bench_callbacks"
+    database_url = None
+    if args.database_url:
+        database_url = asyncio.run(postgres_database(args.database_url, own_database, True))
+    try:
+        return measure(args, use_wrk, database_url)
+    finally:
+        if args.database_url:
+            asyncio.run(postgres_database(args.database_url, own_database, False))
+
+
+def measure(args: argparse.Namespace, use_wrk: bool, database_url: str | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         requests = workdir / "callbacks.txt"
@@ -295,7 +314,7 @@ def main() -> int:
             "WECOM_TOKEN": TOKEN,
             "WECOM_ENCODING_AES_KEY": AES,
             "WECOM_API_BASE": f"http://127.0.0.1:{free_port()}",  # nothing to send in this run
-            "DATABASE_URL": args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+            "DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
             "ADMIN_TOKEN": ADMIN,
         }
         bare_port, ours_port = free_port(), free_port()

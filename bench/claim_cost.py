@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
+from bench.databases import postgres_database  # noqa: E402
 from storage import db, inbox, outbox  # noqa: E402
 from storage.models import InboxItem, OutboxItem  # noqa: E402
 
@@ -153,18 +154,6 @@ async def measure(urls: dict[int, str], repeat: int) -> dict[int, dict[str, floa
     finally:
         for engine in engines.values():
             await engine.dispose()
-
-
-async def postgres_database(base: str, name: str, create: bool) -> str:
-    admin = db.make_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if create:
-                await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
 
 
 async def main() -> None:

@@ -113,8 +113,8 @@ def create_app(
         admin_token, token_path = sandbox_admin_token(settings)
         log.info("sandbox mode: admin token kept in %s", token_path)
     app.state.admin_token = admin_token
+    callback.add_routes(app)
     for module in (
-        callback,
         archive,
         admin_groups,
         admin_playbooks,

@@ -36,6 +36,7 @@ from handlers.wiring import build_features
 from scheduler.engine import DueContext, DueEngine, DueReport
 from scheduler.periodic import PeriodicJob, PeriodicKind, make_due_now
 from storage import db, inbox, outbox
+from storage.inbox_append import InboxAppender, appender_for
 from storage.models import WelcomeBatch
 from storage.retention import apply_retention
 
@@ -60,7 +61,8 @@ class Runtime:
     playbooks: PlaybookStore
     dispatcher: Dispatcher
     inbox: InboxProcessor
-    writer: InboxWriter  # callbacks' group commit into the inbox
+    appender: InboxAppender  # new inbox rows, at driver level
+    writer: InboxWriter  # callbacks' group commit into the inbox, through `appender`
     metrics: Metrics
     clock: Callable[[], datetime] = utc_now
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -269,6 +271,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+        await self.appender.aclose()
         await self.engine.dispose()
 
 
@@ -335,6 +338,7 @@ async def build_runtime(
         max_attempts=settings.inbox_max_attempts,
         lease=timedelta(seconds=settings.inbox_lease_seconds),
     )
+    appender = appender_for(engine)
     runtime = Runtime(
         health=LoopHealth(clock, metrics),
         settings=settings,
@@ -344,7 +348,8 @@ async def build_runtime(
         playbooks=store,
         dispatcher=dispatcher,
         inbox=processor,
-        writer=InboxWriter(sessions, clock),
+        appender=appender,
+        writer=InboxWriter(appender, clock),
         metrics=metrics,
         clock=clock,
     )

@@ -26,7 +26,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x7765636F6D626F74
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the `tick` CLI and a running server share the file; busy_timeout
     # makes a concurrent writer wait instead of failing.
     cursor = dbapi_connection.cursor()
@@ -47,7 +47,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", apply_sqlite_pragmas)
     return engine
 
 
@@ -80,12 +80,17 @@ async def lock_keys(session: AsyncSession, space: int, keys: Iterable[str]) -> N
     if not ordered:
         return
     await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(:space, s.h) FROM "
-            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k "
-            "ORDER BY 1) AS s"
-        ),
+        text(lock_keys_sql(space=":space", keys="CAST(:keys AS text[])")),
         {"space": space, "keys": ordered},
+    )
+
+
+def lock_keys_sql(*, space: str, keys: str) -> str:
+    """`lock_keys` as SQL, with the placeholders of the caller's driver (SQLAlchemy's
+    `:name`, asyncpg's `$n`): a lock space (int) and the keys (a text array)."""
+    return (
+        f"SELECT pg_advisory_xact_lock({space}, s.h) FROM "
+        f"(SELECT DISTINCT hashtext(k) AS h FROM unnest({keys}) AS k ORDER BY 1) AS s"
     )
 
 

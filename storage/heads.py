@@ -40,20 +40,22 @@ class OrderedTable:
     unfinished: tuple[str, ...]
     lock_space: int  # the first half of the advisory lock id: one space per table
 
-    def _min_unfinished(self) -> str:
+    def _min_unfinished(self, key: str = ":k") -> str:
         # One min() per status, each a single probe of the (key, status, id) index;
         # a min() over `status IN (…)` would scan every waiting row of the key.
         parts = " UNION ALL ".join(
             f"SELECT (SELECT min(e.id) FROM {self.table} e "
-            f"WHERE e.{self.key_column} = :k AND e.status = '{status}') AS m"
+            f"WHERE e.{self.key_column} = {key} AND e.status = '{status}') AS m"
             for status in self.unfinished
         )
         return f"SELECT min(u.m) FROM ({parts}) u"
 
-    def promote_sql(self) -> str:
+    def promote_sql(self, key: str = ":k") -> str:
+        """Flag the key's oldest unfinished row; `key` is the placeholder of the key
+        (`:k` for SQLAlchemy and sqlite3, `$1` for asyncpg)."""
         return (
             f"UPDATE {self.table} SET is_head = TRUE "
-            f"WHERE id = ({self._min_unfinished()}) AND is_head = FALSE"
+            f"WHERE id = ({self._min_unfinished(key)}) AND is_head = FALSE"
         )
 
     def demote_sql(self) -> str:

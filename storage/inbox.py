@@ -27,6 +27,25 @@ class NewInboxRow:
     status: str  # "pending", or "ignored" for what nothing handles
 
 
+def row_values(row: NewInboxRow, now: datetime) -> dict[str, Any]:
+    """The column values of a new inbox row: every way of appending rows uses these
+    (this module's `insert_many`, storage/inbox_append.py)."""
+    return {
+        "source": row.source,
+        "dedup_key": row.dedup_key,
+        "raw": row.raw,
+        "event_type": row.event_type,
+        "event": row.event,
+        "chat_id": row.chat_id,
+        "status": row.status,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "received_at": now,
+        # An event outside any chat has no order to keep: it is its own head.
+        "is_head": row.status == "pending" and row.chat_id is None,
+    }
+
+
 async def insert_many(
     session: AsyncSession, rows: Sequence[NewInboxRow], *, now: datetime
 ) -> set[str]:
@@ -34,23 +53,7 @@ async def insert_many(
     dedup keys this call stored (the others were already there)."""
     if not rows:
         return set()
-    values = [
-        {
-            "source": row.source,
-            "dedup_key": row.dedup_key,
-            "raw": row.raw,
-            "event_type": row.event_type,
-            "event": row.event,
-            "chat_id": row.chat_id,
-            "status": row.status,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "received_at": now,
-            # An event outside any chat has no order to keep: it is its own head.
-            "is_head": row.status == "pending" and row.chat_id is None,
-        }
-        for row in rows
-    ]
+    values = [row_values(row, now) for row in rows]
     table = cast(Table, InboxItem.__table__)
     # One constant statement run with many parameter sets: compiled once and cached,
     # sent as multi-row INSERTs ("insertmanyvalues"); a VALUES list built per batch

@@ -17,6 +17,7 @@ from bot.config.settings import Settings
 from bot.sandbox.emulator import EmulatorState
 from bot.sandbox.emulator.server import RunningEmulator, start_emulator_in_thread
 from storage import db
+from storage.inbox_append import InboxAppender, appender_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CORP_ID = "wwTestCorp0001"
@@ -143,6 +144,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return db.make_sessionmaker(engine)
+
+
+@pytest.fixture
+async def appender(engine: AsyncEngine) -> AsyncIterator[InboxAppender]:
+    """The driver-level way callbacks enter the inbox, on the test database."""
+    appending = appender_for(engine)
+    yield appending
+    await appending.aclose()
 
 
 @pytest.fixture

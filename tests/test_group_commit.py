@@ -14,6 +14,7 @@ from bot.sources.group_commit import InboxWriter
 from bot.sources.normalized import Incoming
 from handlers.core.events import Message
 from storage import inbox
+from storage.inbox_append import InboxAppender
 from storage.models import InboxItem
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -46,9 +47,9 @@ async def _stored(sessions: async_sessionmaker[AsyncSession]) -> set[str]:
 
 
 async def test_concurrent_callbacks_share_commits_and_all_are_stored(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender
 ) -> None:
-    writer = InboxWriter(sessions, lambda: T0)
+    writer = InboxWriter(appender, lambda: T0)
     results = await asyncio.gather(*(writer.store(_message(n)) for n in range(50)))
     assert results == [True] * 50
     assert await _stored(sessions) == {f"m{n}" for n in range(50)}
@@ -62,9 +63,9 @@ async def test_concurrent_callbacks_share_commits_and_all_are_stored(
 
 
 async def test_a_duplicate_in_the_same_batch_is_stored_once(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender
 ) -> None:
-    writer = InboxWriter(sessions, lambda: T0)
+    writer = InboxWriter(appender, lambda: T0)
     first, again, other = await asyncio.gather(
         writer.store(_message(1)), writer.store(_message(1)), writer.store(_message(2))
     )
@@ -73,9 +74,9 @@ async def test_a_duplicate_in_the_same_batch_is_stored_once(
 
 
 async def test_one_bad_event_fails_alone_and_the_rest_of_its_batch_is_stored(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender
 ) -> None:
-    writer = InboxWriter(sessions, lambda: T0)
+    writer = InboxWriter(appender, lambda: T0)
     good = _message(1)
     bad = Broken("callback", "bad", "<xml/>", None, "message", "wr1")
     results = await asyncio.gather(
@@ -86,16 +87,19 @@ async def test_one_bad_event_fails_alone_and_the_rest_of_its_batch_is_stored(
     assert await _stored(sessions) == {"m1", "m2"}
 
 
-class _RefusingSessions:
+class _RefusingAppender:
     """A database that is down: every transaction fails to open."""
 
-    def __call__(self) -> AsyncSession:
+    async def append(self, rows: object, *, now: datetime) -> set[str]:
         raise ConnectionError("database is down")
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def test_a_database_failure_is_the_answer_of_every_waiting_callback() -> None:
     """Nothing is acknowledged that is not stored: WeCom hears an error and retries."""
-    writer = InboxWriter(_RefusingSessions(), lambda: T0)  # type: ignore[arg-type]
+    writer = InboxWriter(_RefusingAppender(), lambda: T0)  # type: ignore[arg-type]
     results = await asyncio.gather(
         writer.store(_message(1)), writer.store(_message(2)), return_exceptions=True
     )
@@ -103,9 +107,9 @@ async def test_a_database_failure_is_the_answer_of_every_waiting_callback() -> N
 
 
 async def test_a_lone_callback_is_written_at_once_in_its_own_commit(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender
 ) -> None:
-    writer = InboxWriter(sessions, lambda: T0)
+    writer = InboxWriter(appender, lambda: T0)
     assert await writer.store(_message(7)) is True
     assert writer.batches == 1
     assert await _stored(sessions) == {"m7"}

@@ -23,6 +23,7 @@ from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.registry import Registry
 from handlers.wiring import build_features
+from storage.inbox_append import InboxAppender
 from storage.models import InboxItem, Membership
 
 T0 = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
@@ -74,17 +75,17 @@ async def _statuses(sessions: async_sessionmaker[AsyncSession]) -> dict[str, tup
 
 
 async def test_a_batch_counts_messages_in_one_transaction(
-    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender, templates_dir: Path
 ) -> None:
     async with sessions() as session, session.begin():
         for chat, member in (("wrA", "alice"), ("wrA", "bob"), ("wrB", "alice")):
             session.add(Membership(chat_id=chat, member_id=member, joined_at=T0))
-        senders = [("wrA", "alice")] * 5 + [("wrA", "bob")] * 2 + [("wrB", "alice")] * 3
-        await store_many(
-            session,
-            [_message(n, chat, member) for n, (chat, member) in enumerate(senders)],
-            now=T0,
-        )
+    senders = [("wrA", "alice")] * 5 + [("wrA", "bob")] * 2 + [("wrB", "alice")] * 3
+    await store_many(
+        appender,
+        [_message(n, chat, member) for n, (chat, member) in enumerate(senders)],
+        now=T0,
+    )
     outcomes: list[BatchOutcome] = []
     processor = _processor(sessions, build_features().registry, templates_dir, outcomes)
     assert await processor.run_once() == 10  # one busy chat's run and the other chat
@@ -124,15 +125,14 @@ class Recorder:
 
 
 async def test_a_failing_event_waits_alone_and_its_chat_waits_behind_it(
-    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender, templates_dir: Path
 ) -> None:
     plan = [("wrA", "a1"), ("wrA", "a2"), ("wrB", "b1"), ("wrA", "a3"), ("wrB", "b2")]
-    async with sessions() as session, session.begin():
-        await store_many(
-            session,
-            [_message(n, chat, "u", text) for n, (chat, text) in enumerate(plan)],
-            now=T0,
-        )
+    await store_many(
+        appender,
+        [_message(n, chat, "u", text) for n, (chat, text) in enumerate(plan)],
+        now=T0,
+    )
     recorder = Recorder(fail_on={"a2"})
     registry = Registry(build_features().executor)
     registry.add("message", recorder)
@@ -152,15 +152,14 @@ async def test_a_failing_event_waits_alone_and_its_chat_waits_behind_it(
 
 
 async def test_when_every_event_fails_each_fails_alone(
-    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender, templates_dir: Path
 ) -> None:
     plan = [("wrA", "x1"), ("wrB", "x2"), ("wrC", "x3"), ("wrD", "ok"), ("wrA", "x5")]
-    async with sessions() as session, session.begin():
-        await store_many(
-            session,
-            [_message(n, chat, "u", text) for n, (chat, text) in enumerate(plan)],
-            now=T0,
-        )
+    await store_many(
+        appender,
+        [_message(n, chat, "u", text) for n, (chat, text) in enumerate(plan)],
+        now=T0,
+    )
     recorder = Recorder(fail_on={"x1", "x2", "x3", "x5"})
     registry = Registry(build_features().executor)
     registry.add("message", recorder)
@@ -179,15 +178,12 @@ async def test_when_every_event_fails_each_fails_alone(
 
 
 async def test_a_quiet_groups_event_is_handled_in_the_first_round_behind_a_deep_backlog(
-    sessions: async_sessionmaker[AsyncSession], templates_dir: Path
+    sessions: async_sessionmaker[AsyncSession], appender: InboxAppender, templates_dir: Path
 ) -> None:
     """3,000 archived messages wait in one busy group; the event another group sends
     after them is handled in the worker's very first round, not after the backlog."""
-    async with sessions() as session, session.begin():
-        await store_many(
-            session, [_message(n, "wrBusy", f"u{n % 50}") for n in range(3000)], now=T0
-        )
-        await store_many(session, [_message(3000, "wrQuiet", "alice")], now=T0)
+    await store_many(appender, [_message(n, "wrBusy", f"u{n % 50}") for n in range(3000)], now=T0)
+    await store_many(appender, [_message(3000, "wrQuiet", "alice")], now=T0)
     processor = _processor(sessions, build_features().registry, templates_dir, [])
     assert await processor.run_once() == 200
     statuses = await _statuses(sessions)

@@ -50,8 +50,7 @@ async def archive(request: Request, runtime: RuntimeDep) -> ArchiveResult:
     result = ArchiveResult(accepted=0, duplicate=0, ignored=0)
     now = runtime.clock()
     incoming = [normalize_archive(record, raw) for record, raw in records]
-    async with runtime.sessions() as session, session.begin():
-        results = await store_many(session, incoming, now=now)
+    results = await store_many(runtime.appender, incoming, now=now)
     for item, stored in zip(incoming, results, strict=True):
         if not stored:
             result.duplicate += 1

@@ -4,9 +4,9 @@ WeCom must hear `success` only once its event is durable, and a commit is the
 expensive part of a callback (an fsync on SQLite, a round trip and a WAL flush
 on PostgreSQL). So a callback hands its event to the writer and waits; the
 writer takes everything that arrived meanwhile and writes it in one INSERT and
-one commit. With one callback in flight this is a plain transaction (no added
-delay, nothing waits for a timer); under load, batches form by themselves while
-the previous commit runs.
+one commit (storage/inbox_append.py, at driver level). With one callback in
+flight this is a plain transaction (no added delay, nothing waits for a timer);
+under load, batches form by themselves while the previous commit runs.
 
 A batch that fails is written again one event per transaction, so one bad event
 fails alone: every other callback of the batch still gets its answer.
@@ -19,9 +19,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from bot.sources.normalized import Incoming, store_many
+from storage.inbox_append import InboxAppender
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +30,12 @@ Waiting = tuple[Incoming, "asyncio.Future[bool]"]
 class InboxWriter:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        appender: InboxAppender,
         clock: Callable[[], datetime],
         *,
         max_batch: int = 500,
     ) -> None:
-        self.sessions = sessions
+        self.appender = appender
         self.clock = clock
         self.max_batch = max_batch
         self._waiting: list[Waiting] = []
@@ -81,8 +80,7 @@ class InboxWriter:
             _answer(future, result)
 
     async def _commit(self, incoming: list[Incoming]) -> list[bool]:
-        async with self.sessions() as session, session.begin():
-            results = await store_many(session, incoming, now=self.clock())
+        results = await store_many(self.appender, incoming, now=self.clock())
         self.batches += 1
         return results
 

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handlers.core.events import Event
 from storage import inbox
+from storage.inbox_append import InboxAppender
 
 MAX_DEDUP_KEY = 200  # the inbox column's width
 
@@ -43,22 +42,17 @@ class Incoming:
             status="pending" if self.event else "ignored",
         )
 
-    async def store(self, session: AsyncSession, *, now: datetime) -> bool:
-        """Into the inbox once per dedup key; True when this call stored it."""
-        (stored,) = await store_many(session, [self], now=now)
-        return stored
-
 
 async def store_many(
-    session: AsyncSession, incoming: Sequence[Incoming], *, now: datetime
+    appender: InboxAppender, incoming: Sequence[Incoming], *, now: datetime
 ) -> list[bool]:
-    """Many into the inbox in one statement; for each, True when this call stored it
+    """Many into the inbox in one transaction; for each, True when this call stored it
     (a dedup key seen twice in the batch is stored by its first occurrence)."""
     first: dict[str, int] = {}
     for index, item in enumerate(incoming):
         first.setdefault(item.stored_key, index)
     rows = [incoming[index].row() for index in sorted(first.values())]
-    stored = await inbox.insert_many(session, rows, now=now)
+    stored = await appender.append(rows, now=now)
     return [
         first[item.stored_key] == index and item.stored_key in stored
         for index, item in enumerate(incoming)
