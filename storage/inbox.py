@@ -11,9 +11,13 @@ from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import heads
-from storage.claim import claim_ids, claimable, release_dead_claims, renew_claim
+from storage.claim import claim_ids, claimable, columns, release_dead_claims, renew_claim
 from storage.db import insert_for
 from storage.models import InboxItem
+
+TABLE = cast(Table, InboxItem.__table__)
+# Core columns for the statements the worker runs on every batch (storage/claim.py).
+COLS = columns(InboxItem)
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,13 @@ async def insert_many(
     if not rows:
         return set()
     values = [row_values(row, now) for row in rows]
-    table = cast(Table, InboxItem.__table__)
     # One constant statement run with many parameter sets: compiled once and cached,
     # sent as multi-row INSERTs ("insertmanyvalues"); a VALUES list built per batch
     # would be compiled again for every batch size.
     stmt = (
-        insert_for(session)(table)
+        insert_for(session)(TABLE)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(table.c.dedup_key, table.c.chat_id)
+        .returning(COLS.dedup_key, COLS.chat_id)
     )
     connection = await session.connection()
     result = await connection.execute(stmt, values)
@@ -107,13 +110,13 @@ async def claim(
         "status": "processing",
         "locked_until": now + lease,
         "claimed_by": token,
-        "attempts": InboxItem.attempts + 1,
+        "attempts": COLS.attempts + 1,
     }
     head_ids = await claim_ids(
         session,
         InboxItem,
-        and_(InboxItem.is_head, _claimable(now)),
-        [InboxItem.id],
+        and_(COLS.is_head, _claimable(now)),
+        [COLS.id],
         limit,
         values,
     )
@@ -121,9 +124,9 @@ async def claim(
     if not head_ids or len(claimed) >= limit:
         return claimed
     chats = await session.execute(
-        select(InboxItem.id, InboxItem.chat_id)
-        .where(InboxItem.id.in_(head_ids), InboxItem.chat_id.is_not(None))
-        .order_by(InboxItem.id)
+        select(COLS.id, COLS.chat_id)
+        .where(COLS.id.in_(head_ids), COLS.chat_id.is_not(None))
+        .order_by(COLS.id)
         .limit(run_chats)
     )
     for head_id, chat_id in chats.all():
@@ -135,7 +138,7 @@ async def claim(
             continue
         got = set(
             await claim_ids(
-                session, InboxItem, and_(InboxItem.id.in_(run), _claimable(now)), [], room, values
+                session, InboxItem, and_(COLS.id.in_(run), _claimable(now)), [], room, values
             )
         )
         # Only an unbroken run behind the head keeps the chat's order.
@@ -159,11 +162,9 @@ async def _run_behind(
     found: list[Any] = []
     for status in heads.INBOX.unfinished:
         rows = await session.execute(
-            select(
-                InboxItem.id, InboxItem.status, InboxItem.next_attempt_at, InboxItem.locked_until
-            )
-            .where(InboxItem.chat_id == chat_id, InboxItem.status == status, InboxItem.id > head_id)
-            .order_by(InboxItem.id)
+            select(COLS.id, COLS.status, COLS.next_attempt_at, COLS.locked_until)
+            .where(COLS.chat_id == chat_id, COLS.status == status, COLS.id > head_id)
+            .order_by(COLS.id)
             .limit(limit)
         )
         found.extend(rows.all())
@@ -215,13 +216,12 @@ async def mark_many(
         values["is_head"] = False
     if retry_at is not None:
         values["next_attempt_at"] = retry_at
-    guard = [] if token is None else [InboxItem.claimed_by == token]
+    guard = [] if token is None else [COLS.claimed_by == token]
     result = await session.execute(
-        update(InboxItem)
-        .where(InboxItem.id.in_(list(item_ids)), *guard)
+        update(TABLE)
+        .where(COLS.id.in_(list(item_ids)), *guard)
         .values(**values)
-        .returning(InboxItem.id, InboxItem.chat_id)
-        .execution_options(synchronize_session=False)
+        .returning(COLS.id, COLS.chat_id)
     )
     changed = result.all()
     if status in FINISHED:
@@ -252,15 +252,9 @@ async def release(session: AsyncSession, item_ids: Sequence[int], *, token: str)
     if not item_ids:
         return
     await session.execute(
-        update(InboxItem)
-        .where(InboxItem.id.in_(list(item_ids)), InboxItem.claimed_by == token)
-        .values(
-            status="pending",
-            locked_until=None,
-            claimed_by=None,
-            attempts=InboxItem.attempts - 1,
-        )
-        .execution_options(synchronize_session=False)
+        update(TABLE)
+        .where(COLS.id.in_(list(item_ids)), COLS.claimed_by == token)
+        .values(status="pending", locked_until=None, claimed_by=None, attempts=COLS.attempts - 1)
     )
 
 

@@ -28,17 +28,16 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Column, Dialect, Table
+from sqlalchemy import Column, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from storage import heads, inbox
 from storage.db import apply_sqlite_pragmas, lock_keys_sql
 from storage.inbox import NewInboxRow
-from storage.models import InboxItem
 
-TABLE = cast(Table, InboxItem.__table__)
+TABLE = inbox.TABLE
 # The columns a new row sets, in the order the driver-level statements bind them.
 COLUMNS: tuple[str, ...] = tuple(
     inbox.row_values(NewInboxRow("", "", "", "", None, None, ""), datetime.min)
@@ -70,26 +69,39 @@ class _Values:
     processor for `dialect` (naive-UTC timestamps, JSON text, booleans as SQLite has them)."""
 
     def __init__(self, dialect: Dialect) -> None:
-        def identity(value: Any) -> Any:
-            return value
-
-        processors: list[Callable[[Any], Any]] = []
-        for name in COLUMNS:
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(COLUMNS):
             column: Column[Any] = TABLE.c[name]
-            processors.append(column.type.bind_processor(dialect) or identity)
-        self._processors = processors
+            process: Callable[[Any], Any] | None = column.type.bind_processor(dialect)
+            if process is not None:
+                if column.type.python_type is datetime:
+                    process = _same_value_once(process)
+                self._processors.append((index, process))
 
     def tuples(self, rows: Sequence[NewInboxRow], now: datetime) -> list[tuple[Any, ...]]:
+        # This runs on every callback batch, holding the GIL that the event loop
+        # needs: only the columns that have a processor are touched.
         processors = self._processors
-        return [
-            tuple(
-                process(value)
-                for process, value in zip(
-                    processors, inbox.row_values(row, now).values(), strict=True
-                )
-            )
-            for row in rows
-        ]
+        out = []
+        for row in rows:
+            values = list(inbox.row_values(row, now).values())
+            for index, process in processors:
+                values[index] = process(values[index])
+            out.append(tuple(values))
+        return out
+
+
+def _same_value_once(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`process` of an immutable value, remembering its last answer: a batch's rows
+    share their timestamps."""
+    last: list[Any] = [object(), None]
+
+    def remembered(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, process(value)
+        return last[1]
+
+    return remembered
 
 
 class SessionAppender:

@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import heads
-from storage.claim import claim_ids, claimable, release_dead_claims, renew_claim
+from storage.claim import claim_ids, claimable, columns, release_dead_claims, renew_claim
 from storage.db import dialect_of, insert_for
 from storage.models import OutboxItem, RateEvent, RatePause
 
@@ -54,10 +54,14 @@ async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) 
     return item
 
 
+# Core columns for the statements the dispatcher runs on every batch (storage/claim.py).
+COLS = columns(OutboxItem)
+
+
 def _due(now: datetime) -> Any:
     # Messages to one destination go out in the order they were queued: only the
     # oldest unsent row of each order key (its head) may be claimed.
-    return and_(OutboxItem.is_head, claimable(OutboxItem, held_status="sending", now=now))
+    return and_(COLS.is_head, claimable(OutboxItem, held_status="sending", now=now))
 
 
 async def claim(
@@ -67,7 +71,7 @@ async def claim(
         session,
         OutboxItem,
         _due(now),
-        [OutboxItem.id],
+        [COLS.id],
         limit,
         {"status": "sending", "locked_until": now + lease, "claimed_by": token},
     )

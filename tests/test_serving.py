@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from bot.serving import bind_listener
 
@@ -28,3 +31,45 @@ async def test_accepted_connections_send_without_nagle_delays() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+PROBE = """
+import asyncio, gc, sys
+from pathlib import Path
+
+import uvicorn
+
+from bot.serving import RecordingServer, bind_listener
+
+
+async def app(scope, receive, send):
+    return None
+
+
+class Probe(RecordingServer):
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        print("frozen after start-up:", gc.get_freeze_count(), flush=True)
+        self.should_exit = True
+
+
+print("frozen before:", gc.get_freeze_count(), flush=True)
+config = uvicorn.Config(app, lifespan="off", log_level="warning")
+server = Probe(config, Path(sys.argv[1]), "127.0.0.1")
+asyncio.run(server.serve(sockets=[bind_listener("127.0.0.1", 0)]))
+"""
+
+
+def test_serve_exempts_what_start_up_built_from_the_garbage_collector(tmp_path: Path) -> None:
+    """In its own process: freezing the heap of the test process would keep every app
+    the tests build."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path / "server.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = dict(line.split(": ") for line in done.stdout.splitlines())
+    assert int(lines["frozen before"]) == 0
+    assert int(lines["frozen after start-up"]) > 10_000

@@ -29,7 +29,7 @@ from handlers.core.events import Event, GroupCreated, GroupUpdated, MemberJoined
 from handlers.core.registry import Registry
 from storage import inbox
 from storage.groups import apply_snapshot
-from storage.models import InboxItem
+from storage.inbox import COLS
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +177,9 @@ class InboxProcessor(PollingWorker):
             return 0
         async with self.sessions() as session:
             found = await session.execute(
-                select(InboxItem.id, InboxItem.chat_id, InboxItem.attempts, InboxItem.event)
-                .where(InboxItem.id.in_(ids))
-                .order_by(InboxItem.id)
+                select(COLS.id, COLS.chat_id, COLS.attempts, COLS.event)
+                .where(COLS.id.in_(ids))
+                .order_by(COLS.id)
             )
             items = [Claimed(*row) for row in found.all()]
         work = [await self._prepare(item) for item in items]
