@@ -7,10 +7,38 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.sources.message_parts import field, json_object, urls_in
 from bot.sources.normalized import Incoming
-from handlers.core.events import Message
+from handlers.core.events import Message, Quoted
 
 _MENTION = re.compile(r"^\s*@\S+\s*")
+
+
+def _mixed_text(body: Any) -> str:
+    items = json_object(body).get("msg_item") or []
+    return " ".join(
+        field(json_object(item).get("text"), "content")
+        for item in items
+        if field(json_object(item), "msgtype") == "text"
+    ).strip()
+
+
+def _text_of(kind: str, body: Any) -> str:
+    if kind == "mixed":
+        return _mixed_text(body)
+    # text, and voice: the aibot sends a voice message's transcript as its content
+    return field(body, "content")
+
+
+def _quote(payload: dict[str, Any]) -> Quoted | None:
+    quote = payload.get("quote")
+    if not isinstance(quote, dict):
+        return None
+    kind = field(quote, "msgtype") or "text"
+    return Quoted(msgtype=kind, text=_text_of(kind, quote.get(kind)))
+
+
+AIBOT_KINDS = ("text", "mixed", "image", "voice", "file")
 
 
 def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
@@ -18,16 +46,8 @@ def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
     key = f"aibot:{msg_id}" if msg_id else "sha:" + hashlib.sha256(plaintext.encode()).hexdigest()
     msgtype = str(payload.get("msgtype") or "")
     event = None
-    if msgtype in ("text", "mixed"):
-        if msgtype == "text":
-            text = str((payload.get("text") or {}).get("content") or "")
-        else:
-            items = (payload.get("mixed") or {}).get("msg_item") or []
-            text = " ".join(
-                str((item.get("text") or {}).get("content") or "")
-                for item in items
-                if isinstance(item, dict) and item.get("msgtype") == "text"
-            )
+    if msgtype in AIBOT_KINDS:
+        text = _MENTION.sub("", _text_of(msgtype, payload.get(msgtype)), count=1).strip()
         chattype = "single" if payload.get("chattype") == "single" else "group"
         event = Message(
             source="aibot",
@@ -35,8 +55,10 @@ def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
             occurred_at=datetime.now(UTC),
             msg_id=msg_id or None,
             sender=str((payload.get("from") or {}).get("userid") or ""),
-            msgtype="text",
-            text=_MENTION.sub("", text, count=1).strip(),
+            msgtype=msgtype,
+            text=text,
+            urls=urls_in(text),
+            quote=_quote(payload),
             chat_type=chattype,
             mentioned_bot=True,
             response_url=payload.get("response_url") or None,

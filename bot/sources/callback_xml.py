@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.sources.message_parts import joined, urls_in
 from bot.sources.normalized import Incoming
 from handlers.core.events import (
     Event,
@@ -79,6 +80,30 @@ def _external_chat_event(fields: dict[str, Any], when: datetime) -> Event | None
     return GroupUpdated(**base, detail=detail or "unknown")
 
 
+# What a member sends the self-built app privately, in the archive's vocabulary.
+APP_KINDS = {"text": "text", "link": "link", "image": "image", "voice": "voice", "video": "video"}
+
+
+def _app_message(fields: dict[str, Any], when: datetime) -> Message:
+    kind = APP_KINDS[fields["MsgType"]]
+    title = str(fields.get("Title") or "") or None
+    text = str(fields.get("Content") or "") or joined(
+        title or "", str(fields.get("Description") or "")
+    )
+    return Message(
+        source="app",
+        chat_id=None,
+        occurred_at=when,
+        msg_id=str(fields.get("MsgId") or "") or None,
+        sender=fields.get("FromUserName", ""),
+        msgtype=kind,
+        text=text,
+        title=title,
+        urls=list(dict.fromkeys([u for u in [str(fields.get("Url") or "")] if u] + urls_in(text))),
+        chat_type="single",
+    )
+
+
 def normalize_callback(fields: dict[str, Any], plaintext: str) -> Incoming:
     when = _when(fields)
     key = dedup_key(fields, plaintext)
@@ -86,16 +111,8 @@ def normalize_callback(fields: dict[str, Any], plaintext: str) -> Incoming:
     event: Event | None = None
     if kind == "change_external_chat":
         event = _external_chat_event(fields, when)
-    elif fields.get("MsgType") == "text":
-        event = Message(
-            source="app",
-            chat_id=None,
-            occurred_at=when,
-            msg_id=str(fields.get("MsgId") or "") or None,
-            sender=fields.get("FromUserName", ""),
-            text=fields.get("Content", ""),
-            chat_type="single",
-        )
+    elif fields.get("MsgType") in APP_KINDS:
+        event = _app_message(fields, when)
     return Incoming(
         source="callback",
         dedup_key=key,

@@ -46,12 +46,51 @@ class MemberLeft(_EventBase):
     quit_scene: int | None = None  # 0 left, 1 removed by owner/admin
 
 
+# Message kinds in the archive's vocabulary; a source maps its own types onto these.
+MESSAGE_KINDS = (
+    "text",
+    "markdown",
+    "link",
+    "weapp",  # mini-program card
+    "card",  # 名片: a shared contact
+    "image",
+    "file",
+    "voice",
+    "video",
+    "emotion",
+    "location",
+    "mixed",  # text and images in one message
+    "news",
+    "docmsg",
+    "chatrecord",  # forwarded chat history
+    "revoke",  # a member took a message back
+)
+
+
+class Quoted(BaseModel):
+    """The message a reply quotes, as far as the source tells."""
+
+    msgtype: str = "text"
+    text: str = ""
+    sender: str | None = None
+    msg_id: str | None = None
+
+
 class Message(_EventBase):
     type: Literal["message"] = "message"
     msg_id: str | None = None
     sender: str
-    msgtype: str = "text"
+    msgtype: str = "text"  # one of MESSAGE_KINDS
+    # What a person reads: the text; a link's or mini-program's title and
+    # description; a file's name; the text parts of a mixed message.
     text: str = ""
+    title: str | None = None  # link, mini-program, file, news, document
+    urls: list[str] = Field(default_factory=list)  # a link card's address and those in the text
+    weapp: str | None = None  # the mini-program's display name
+    card_user: str | None = None  # 名片: the shared contact's id
+    revokes: str | None = None  # revoke: the msg_id taken back
+    quote: Quoted | None = None
+    mentions: list[str] = Field(default_factory=list)  # ids mentioned, where the source says
     chat_type: Literal["group", "single"] = "group"
     mentioned_bot: bool = False
     response_url: str | None = None

@@ -141,7 +141,8 @@ async def record_leaves(event: Event, ctx: Context) -> list[Action]:
 
 async def record_message(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, Message)
-    if not event.chat_id or event.chat_type != "group":
+    # Taking a message back is not activity.
+    if not event.chat_id or event.chat_type != "group" or event.msgtype == "revoke":
         return []
     return [RecordMessage(event.chat_id, event.sender, event.occurred_at)]
 
