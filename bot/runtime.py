@@ -118,12 +118,14 @@ class Runtime:
         return f"{closed} finished enrollment(s) closed" if closed else ""
 
     async def retention(self) -> str:
-        """RETENTION_RAW_DAYS / RETENTION_SENT_DAYS (storage/retention.py)."""
+        """RETENTION_RAW_DAYS / RETENTION_SENT_DAYS / RETENTION_LOG_DAYS
+        (storage/retention.py)."""
         now = self.clock()
         result = await apply_retention(
             self.sessions,
             raw_before=now - timedelta(days=self.settings.retention_raw_days),
             sent_before=now - timedelta(days=self.settings.retention_sent_days),
+            log_before=now - timedelta(days=self.settings.retention_log_days),
         )
         return result.note()
 

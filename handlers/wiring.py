@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import membership, touch, welcome
+from handlers.features import membership, message_log, touch, welcome
 from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
@@ -24,12 +24,13 @@ class Features:
 
 def build_features() -> Features:
     executor = Executor()
-    for feature in (membership, welcome, touch):
+    for feature in (membership, message_log, welcome, touch):
         feature.register(executor)
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
     registry.add("message", membership.record_message, group=BOOKKEEPING)
+    registry.add("message", message_log.record, group=BOOKKEEPING)
     for kind in ("group_created", "group_dismissed", "group_updated"):
         registry.add(kind, membership.record_group_change, group=BOOKKEEPING)
     registry.add("member_joined", welcome.on_member_joined, group=WELCOME, name="welcome")

@@ -276,3 +276,27 @@ class ScheduledJob(Base):
     last_finished_at: Mapped[datetime | None]
     last_result: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class MessageLog(Base):
+    """One row per group message (handlers/features/message_log.py), without content:
+    what points and group health count. Kept RETENTION_LOG_DAYS."""
+
+    __tablename__ = "message_log"
+    __table_args__ = (
+        Index("ix_message_log_chat_time", "chat_id", "sent_at"),
+        Index("ix_message_log_member", "chat_id", "member_id", "sent_at"),
+        Index("ix_message_log_msg", "chat_id", "msg_id"),
+        Index("ix_message_log_sent", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    sent_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))
+    length: Mapped[int] = mapped_column(Integer)
+    msg_id: Mapped[str | None] = mapped_column(String(128))
+    replies_to: Mapped[str | None] = mapped_column(String(128))  # whom it quotes
+    revoked_at: Mapped[datetime | None]
+    source_id: Mapped[str] = mapped_column(String(64), unique=True)  # inbox:<id>

@@ -1,4 +1,5 @@
-"""Retention (SPEC §3 RETENTION_RAW_DAYS / RETENTION_SENT_DAYS): bounded tables.
+"""Retention (SPEC §3 RETENTION_RAW_DAYS / RETENTION_SENT_DAYS, and
+RETENTION_LOG_DAYS): bounded tables.
 
 - Inbox: a processed row (done, failed, ignored) older than the raw window keeps
   its id, dedup key, type, chat, status and times, so dedup still works and the
@@ -8,6 +9,9 @@
 - Outbox: a finished row (sent, cancelled, failed) older than the sent window is
   deleted. Failed rows go too: a retry of a message that old is never wanted, and
   keeping them would let the table grow with every dead webhook.
+
+- Message log: rows sent longer ago than the log window are deleted (they hold
+  no content; the window bounds the table and what health and points look back on).
 
 Work is done in batches of `batch` rows, each in its own short transaction, so the
 job never holds locks for long and the inbox and outbox loops keep running.
@@ -24,7 +28,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import InboxItem, OutboxItem
+from storage.models import InboxItem, MessageLog, OutboxItem
 
 PROCESSED_INBOX = ("done", "failed", "ignored")
 FINISHED_OUTBOX = ("sent", "cancelled", "failed")
@@ -34,6 +38,9 @@ BATCH = 1000
 # value they are replaced by; the stripped event still parses as the same type.
 _CONTENT_FIELDS: dict[str, Any] = {
     "text": "",
+    "title": None,
+    "urls": [],
+    "weapp": None,
     "response_url": None,
     "name": None,
     "invitor_name": None,
@@ -124,10 +131,24 @@ async def delete_outbox_batch(
     return len(result.all())
 
 
+async def delete_log_batch(session: AsyncSession, *, before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` message-log rows sent before `before`; returns how many."""
+    old = MessageLog.sent_at < before
+    # In time order along ix_message_log_sent: a run costs the rows it deletes.
+    ids = (
+        select(MessageLog.id).where(old).order_by(MessageLog.sent_at).limit(limit)
+    ).scalar_subquery()
+    result = await session.execute(
+        delete(MessageLog).where(MessageLog.id.in_(ids)).returning(MessageLog.id)
+    )
+    return len(result.all())
+
+
 @dataclass
 class RetentionResult:
     inbox_pruned: int = 0
     outbox_deleted: int = 0
+    log_deleted: int = 0
     complete: bool = True  # False: the time budget ran out, the next run goes on
 
     def note(self) -> str:
@@ -136,6 +157,8 @@ class RetentionResult:
             parts.append(f"{self.inbox_pruned} inbox payload(s) pruned")
         if self.outbox_deleted:
             parts.append(f"{self.outbox_deleted} outbox row(s) deleted")
+        if self.log_deleted:
+            parts.append(f"{self.log_deleted} message-log row(s) deleted")
         if not self.complete:
             parts.append("more remain")
         return ", ".join(parts)
@@ -146,6 +169,7 @@ async def apply_retention(
     *,
     raw_before: datetime,
     sent_before: datetime,
+    log_before: datetime | None = None,
     batch: int = BATCH,
     budget_seconds: float = 300.0,
     monotonic: Callable[[], float] = time.monotonic,
@@ -174,6 +198,15 @@ async def apply_retention(
         async with sessions() as session, session.begin():
             count = await delete_outbox_batch(session, before=sent_before, limit=batch)
         result.outbox_deleted += count
+        if count < batch:
+            break
+    while log_before is not None:
+        if monotonic() >= deadline:
+            result.complete = False
+            return result
+        async with sessions() as session, session.begin():
+            count = await delete_log_batch(session, before=log_before, limit=batch)
+        result.log_deleted += count
         if count < batch:
             break
     return result

@@ -10,16 +10,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import create_app
+from bot.config.playbooks import PlaybookStore
 from bot.config.settings import Settings
+from bot.directory import GroupDirectory
+from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.sandbox.emulator.server import RunningEmulator
 from bot.sandbox.simulate import change_external_chat_xml, sign_xml
+from bot.wecom.client import WeComClient
 from bot.wecom.crypto import WeComCrypto
+from bot.workers.inbox import BatchOutcome, InboxProcessor
+from handlers.core.registry import Registry
 from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET, make_settings
 
 CORP_ID = TEST_CORP_ID
@@ -204,3 +212,34 @@ def sent_texts(emulator: RunningEmulator, api: str = "webhook/send") -> list[str
             body = record.body
             texts.append(str((body.get("text") or body.get("markdown") or {}).get("content", "")))
     return texts
+
+
+PROCESSING_TIME = datetime(2026, 11, 30, 4, 1, tzinfo=UTC)
+
+
+def inbox_processor(
+    sessions: async_sessionmaker[AsyncSession],
+    registry: Registry,
+    templates_dir: Path,
+    outcomes: list[BatchOutcome],
+    batch_size: int = 200,
+    clock: Callable[[], datetime] | None = None,
+) -> InboxProcessor:
+    """An inbox worker over `sessions` with the shipped features' registry or another,
+    a WeCom client that is never reached, and a fixed clock."""
+    client = WeComClient(
+        api_base="http://127.0.0.1:9", corp_id="ww", corp_secret="s", http=httpx.AsyncClient()
+    )
+    store = PlaybookStore(templates_dir)
+    return InboxProcessor(
+        sessions,
+        registry,
+        GroupDirectory(client),
+        playbooks=lambda: store.current,  # type: ignore[arg-type,return-value]
+        tz=ZoneInfo("Asia/Shanghai"),
+        metrics=Metrics(),
+        clock=clock or (lambda: PROCESSING_TIME),
+        default_channel=lambda snapshot: ("none", {}),
+        on_processed=outcomes.append,
+        batch_size=batch_size,
+    )

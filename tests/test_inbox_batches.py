@@ -6,18 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config.playbooks import PlaybookStore
-from bot.directory import GroupDirectory
-from bot.metrics import Metrics
 from bot.sources.normalized import Incoming, store_many
-from bot.wecom.client import WeComClient
-from bot.workers.inbox import BatchOutcome, InboxProcessor
+from bot.workers.inbox import BatchOutcome
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
@@ -25,6 +19,7 @@ from handlers.core.registry import Registry
 from handlers.wiring import build_features
 from storage.inbox_append import InboxAppender
 from storage.models import InboxItem, Membership
+from tests.helpers import inbox_processor
 
 T0 = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 
@@ -39,31 +34,6 @@ def _message(n: int, chat: str, sender: str, text: str = "") -> Incoming:
         msg_id=f"m{n}",
     )
     return Incoming("archive", f"m{n}", "{}", event, "message", chat)
-
-
-def _processor(
-    sessions: async_sessionmaker[AsyncSession],
-    registry: Registry,
-    templates_dir: Path,
-    outcomes: list[BatchOutcome],
-    batch_size: int = 200,
-) -> InboxProcessor:
-    client = WeComClient(
-        api_base="http://127.0.0.1:9", corp_id="ww", corp_secret="s", http=httpx.AsyncClient()
-    )
-    store = PlaybookStore(templates_dir)
-    return InboxProcessor(
-        sessions,
-        registry,
-        GroupDirectory(client),
-        playbooks=lambda: store.current,  # type: ignore[arg-type,return-value]
-        tz=ZoneInfo("Asia/Shanghai"),
-        metrics=Metrics(),
-        clock=lambda: T0 + timedelta(minutes=1),
-        default_channel=lambda snapshot: ("none", {}),
-        on_processed=outcomes.append,
-        batch_size=batch_size,
-    )
 
 
 async def _statuses(sessions: async_sessionmaker[AsyncSession]) -> dict[str, tuple[str, int]]:
@@ -87,10 +57,10 @@ async def test_a_batch_counts_messages_in_one_transaction(
         now=T0,
     )
     outcomes: list[BatchOutcome] = []
-    processor = _processor(sessions, build_features().registry, templates_dir, outcomes)
+    processor = inbox_processor(sessions, build_features().registry, templates_dir, outcomes)
     assert await processor.run_once() == 10  # one busy chat's run and the other chat
     assert await processor.run_once() == 0
-    assert outcomes == [BatchOutcome(10, 0, frozenset({"RecordMessage"}))]
+    assert outcomes == [BatchOutcome(10, 0, frozenset({"RecordMessage", "LogMessage"}))]
     async with sessions() as session:
         rows = await session.execute(
             select(
@@ -137,7 +107,7 @@ async def test_a_failing_event_waits_alone_and_its_chat_waits_behind_it(
     registry = Registry(build_features().executor)
     registry.add("message", recorder)
     outcomes: list[BatchOutcome] = []
-    processor = _processor(sessions, registry, templates_dir, outcomes)
+    processor = inbox_processor(sessions, registry, templates_dir, outcomes)
     assert await processor.run_once() == 5
     # The batch was rolled back at a2 and ran again without it (a1's first run left
     # nothing behind); a3 never ran: it waits behind a2.
@@ -163,7 +133,7 @@ async def test_when_every_event_fails_each_fails_alone(
     recorder = Recorder(fail_on={"x1", "x2", "x3", "x5"})
     registry = Registry(build_features().executor)
     registry.add("message", recorder)
-    processor = _processor(sessions, registry, templates_dir, [])
+    processor = inbox_processor(sessions, registry, templates_dir, [])
     assert await processor.run_once() == 5
     statuses = await _statuses(sessions)
     assert [statuses[f"m{n}"][0] for n in range(5)] == [
@@ -184,7 +154,7 @@ async def test_a_quiet_groups_event_is_handled_in_the_first_round_behind_a_deep_
     after them is handled in the worker's very first round, not after the backlog."""
     await store_many(appender, [_message(n, "wrBusy", f"u{n % 50}") for n in range(3000)], now=T0)
     await store_many(appender, [_message(3000, "wrQuiet", "alice")], now=T0)
-    processor = _processor(sessions, build_features().registry, templates_dir, [])
+    processor = inbox_processor(sessions, build_features().registry, templates_dir, [])
     assert await processor.run_once() == 200
     statuses = await _statuses(sessions)
     assert statuses["m3000"][0] == "done"

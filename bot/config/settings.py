@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # days (privacy); sent/cancelled/failed outbox rows are deleted after this many.
     retention_raw_days: int = Field(default=30, ge=1)
     retention_sent_days: int = Field(default=90, ge=1)
+    # The message log (no content) feeds monthly leaderboards and weekly health:
+    # a year and a month of it by default.
+    retention_log_days: int = Field(default=400, ge=31)
 
     # Operational knobs with sensible defaults; not part of the public contract.
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
