@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_groups,
+    admin_members,
     admin_outbox,
     admin_playbooks,
     admin_sandbox,
@@ -119,6 +120,7 @@ def create_app(
         admin_groups,
         admin_playbooks,
         admin_touch,
+        admin_members,
         admin_outbox,
         admin_sandbox,
         health,

@@ -42,6 +42,7 @@ class GroupSnapshot:
     member_version: str | None
     notice: str | None
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    admins: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> GroupSnapshot:
@@ -55,6 +56,11 @@ class GroupSnapshot:
             member_version=data.get("member_version") or None,
             notice=data.get("notice") or None,
             members=members,
+            admins=tuple(
+                str(admin.get("userid"))
+                for admin in data.get("admin_list") or []
+                if isinstance(admin, dict) and admin.get("userid")
+            ),
         )
 
     def member_info(self, member_id: str) -> MemberInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +67,7 @@ async def apply_snapshot(
     channel_type: str,
     channel_config: dict[str, Any],
     now: datetime,
+    admins: Sequence[str] | None = None,
 ) -> Group:
     """Refresh details from WeCom; the channel is only chosen for a group seen first here."""
     group = await session.get(Group, chat_id)
@@ -79,6 +81,7 @@ async def apply_snapshot(
             channel_config=channel_config,
             member_version=member_version,
             notice=notice,
+            admins=list(admins or []),
             origin="callback",
             created_at=now,
             updated_at=now,
@@ -89,6 +92,8 @@ async def apply_snapshot(
         group.owner = owner or group.owner
         group.member_version = member_version or group.member_version
         group.notice = notice if notice is not None else group.notice
+        if admins is not None:
+            group.admins = list(admins)
         if group.channel_type == "none" and group.origin == "callback":
             group.channel_type = channel_type
             group.channel_config = channel_config

@@ -44,6 +44,7 @@ class Group(Base):
     # The operator's own name for it (PUT /admin/groups); WeCom never overwrites it.
     label: Mapped[str | None] = mapped_column(String(200))
     owner: Mapped[str | None] = mapped_column(String(128))
+    admins: Mapped[list[Any] | None]  # userids of the group's admins (groupchat/get admin_list)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     channel_type: Mapped[str] = mapped_column(String(32), default="none")
     channel_config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -300,3 +301,17 @@ class MessageLog(Base):
     replies_to: Mapped[str | None] = mapped_column(String(128))  # whom it quotes
     revoked_at: Mapped[datetime | None]
     source_id: Mapped[str] = mapped_column(String(64), unique=True)  # inbox:<id>
+
+
+class MemberRole(Base):
+    """A playbook role (讲师, KOL, 核心 …) an admin gave a member in a group; owner,
+    admin and staff are derived from WeCom instead (handlers/features/roles.py)."""
+
+    __tablename__ = "member_roles"
+    __table_args__ = (UniqueConstraint("chat_id", "member_id", "role", name="uq_member_role"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -295,6 +295,7 @@ class InboxProcessor(PollingWorker):
                 owner=snapshot.owner,
                 member_version=snapshot.member_version,
                 notice=snapshot.notice,
+                admins=snapshot.admins,
                 channel_type=channel_type,
                 channel_config=channel_config,
                 now=now,

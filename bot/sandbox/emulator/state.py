@@ -166,6 +166,7 @@ class EmulatorState:
         name: str,
         owner: str = "owner",
         members: list[JSONDict] | None = None,
+        admins: list[str] | None = None,
     ) -> JSONDict:
         """Create or rename a group; `members`, when given, replaces the member list."""
         now = int(self.wall_clock())
@@ -185,6 +186,8 @@ class EmulatorState:
                 self.groups[chat_id] = group
             group["name"] = name
             group["owner"] = owner
+            if admins is not None:
+                group["admin_list"] = [{"userid": admin} for admin in admins]
             if members is not None:
                 group["member_list"] = []
                 self._add_members(group, members, now)

@@ -1,0 +1,90 @@
+"""Member roles, read from one place by rules and later features.
+
+Derived roles come from WeCom: `owner` (the group's owner), `admin` (the group's
+admins in groupchat/get), `staff` (an internal member of the corp, not an external
+contact). Playbook roles (讲师, KOL, 核心 …) are set by admins through the API and
+kept per group in `member_roles`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.channels.registry import is_external_id
+from storage.models import Group, MemberRole, Membership
+
+DERIVED_ROLES = ("owner", "admin", "staff")
+
+
+async def roles_in(
+    session: AsyncSession, chat_id: str, member_ids: Iterable[str]
+) -> dict[str, frozenset[str]]:
+    """Every role of each member in the group (derived and playbook roles)."""
+    wanted = sorted(set(member_ids))
+    roles: dict[str, set[str]] = {member: set() for member in wanted}
+    if not wanted:
+        return {}
+    group = await session.get(Group, chat_id)
+    admins = set(group.admins or []) if group is not None else set()
+    types = dict(
+        (
+            await session.execute(
+                select(Membership.member_id, Membership.member_type).where(
+                    Membership.chat_id == chat_id, Membership.member_id.in_(wanted)
+                )
+            )
+        ).all()
+    )
+    for member in wanted:
+        if group is not None and group.owner == member:
+            roles[member].add("owner")
+        if member in admins:
+            roles[member].add("admin")
+        member_type = types.get(member)
+        if member_type == 1 or (member_type is None and not is_external_id(member)):
+            roles[member].add("staff")
+    assigned = await session.execute(
+        select(MemberRole.member_id, MemberRole.role).where(
+            MemberRole.chat_id == chat_id, MemberRole.member_id.in_(wanted)
+        )
+    )
+    for member, role in assigned:
+        roles[member].add(role)
+    return {member: frozenset(found) for member, found in roles.items()}
+
+
+async def roles_of(session: AsyncSession, chat_id: str, member_id: str) -> frozenset[str]:
+    return (await roles_in(session, chat_id, [member_id]))[member_id]
+
+
+async def assigned_roles(session: AsyncSession, chat_id: str, member_id: str) -> list[str]:
+    rows = await session.execute(
+        select(MemberRole.role)
+        .where(MemberRole.chat_id == chat_id, MemberRole.member_id == member_id)
+        .order_by(MemberRole.role)
+    )
+    return list(rows.scalars())
+
+
+async def set_roles(
+    session: AsyncSession,
+    *,
+    chat_id: str,
+    member_id: str,
+    roles: Sequence[str],
+    now: datetime,
+) -> list[str]:
+    """Replace the member's playbook roles in the group; returns them, sorted."""
+    wanted = sorted(set(roles))
+    await session.execute(
+        delete(MemberRole).where(MemberRole.chat_id == chat_id, MemberRole.member_id == member_id)
+    )
+    session.add_all(
+        MemberRole(chat_id=chat_id, member_id=member_id, role=role, set_at=now) for role in wanted
+    )
+    await session.flush()
+    return wanted
