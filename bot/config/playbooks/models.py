@@ -23,25 +23,27 @@ so the message points at the exact YAML line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StrictBool,
     StrictInt,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.playbooks.fields import (
+    DailySpan,
+    LocalTime,
+    StrictModel,
+    hhmm,
+    stripped_non_blank,
+)
 from bot.config.playbooks.render import (
     PRIVATE_WELCOME_SAMPLE,
     PRIVATE_WELCOME_VARS,
@@ -53,6 +55,7 @@ from bot.config.playbooks.render import (
     lint_condition,
     lint_template,
 )
+from bot.config.playbooks.rules_section import RulesSection
 
 __all__ = [
     "AppliesTo",
@@ -61,34 +64,12 @@ __all__ = [
     "Playbook",
     "PrivateWelcome",
     "QuietHours",
+    "RulesSection",
     "StrictModel",
     "TouchSequence",
     "TouchStep",
     "WelcomeSection",
 ]
-
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-def _parse_hhmm(value: Any) -> Any:
-    if isinstance(value, time):
-        return value
-    if isinstance(value, str) and (match := _HHMM.match(value.strip())):
-        return time(int(match[1]), int(match[2]))
-    raise PydanticCustomError(
-        "time_format",
-        'expected a time of day "HH:MM" between 00:00 and 23:59, got {value}',
-        {"value": repr(value)},
-    )
-
-
-LocalTime = Annotated[
-    time,
-    BeforeValidator(_parse_hhmm),
-    PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$"}),
-]
-"""Wall-clock time of day in BOT_TIMEZONE, written "HH:MM"."""
 
 
 def _template(
@@ -113,16 +94,6 @@ def _template_error(problems: list[TemplateProblem]) -> PydanticCustomError:
     )
 
 
-def _hhmm(t: time) -> str:
-    return t.strftime("%H:%M")
-
-
-class StrictModel(BaseModel):
-    """Base of every section: unknown keys are errors, loaded playbooks are read-only."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class AppliesTo(StrictModel):
     tags: tuple[str, ...] = Field(default=(), description="群标签，例如 [新用户群]")
     chat_ids: tuple[str, ...] = Field(default=(), description="群 chat_id，优先于标签")
@@ -130,34 +101,16 @@ class AppliesTo(StrictModel):
     @field_validator("tags", "chat_ids")
     @classmethod
     def _no_blanks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        cleaned = tuple(v.strip() for v in values)
-        for index, value in enumerate(cleaned):
-            if not value:
-                raise PydanticCustomError("blank", "must not be empty", {"loc_suffix": (index,)})
-        return cleaned
+        return stripped_non_blank(values)
 
 
-class QuietHours(StrictModel):
+class QuietHours(DailySpan):
     """A daily quiet period ``[start, end)`` in local time; it may span midnight."""
 
-    start: LocalTime = Field(description="开始，HH:MM（含）")
-    end: LocalTime = Field(description="结束，HH:MM（不含）；可跨午夜")
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> QuietHours:
-        if self.start == self.end:
-            raise PydanticCustomError(
-                "quiet_hours_empty",
-                "start and end are both {at}; a quiet period must not be empty",
-                {"at": _hhmm(self.start), "loc_suffix": ("end",)},
-            )
-        return self
+    span_noun: ClassVar[str] = "a quiet period"
 
     def contains(self, t: time) -> bool:
-        t = t.replace(tzinfo=None)
-        if self.start < self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end
+        return self.covers(t)
 
     def next_end(self, local_dt: datetime) -> datetime:
         """The next time the wall clock shows ``end``, strictly after ``local_dt``.
@@ -179,7 +132,7 @@ class QuietHours(StrictModel):
         return self.next_end(local_dt) if self.contains(local_dt.time()) else local_dt
 
     def __str__(self) -> str:
-        return f"{_hhmm(self.start)}–{_hhmm(self.end)}"
+        return f"{hhmm(self.start)}–{hhmm(self.end)}"
 
 
 class PrivateWelcome(StrictModel):
@@ -357,6 +310,7 @@ class Playbook(StrictModel):
     )
     welcome: WelcomeSection | None = None
     touch_sequence: TouchSequence | None = None
+    rules: RulesSection | None = None
 
     @model_validator(mode="after")
     def _steps_outside_quiet_hours(self) -> Playbook:
@@ -371,7 +325,7 @@ class Playbook(StrictModel):
                     "step '{key}' at {at} falls inside quiet_hours {quiet}; pick a time outside it",
                     {
                         "key": step.key,
-                        "at": _hhmm(step.at),
+                        "at": hhmm(step.at),
                         "quiet": str(self.quiet_hours),
                         "loc_suffix": ("touch_sequence", "steps", index, "at"),
                     },
