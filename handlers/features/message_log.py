@@ -20,6 +20,7 @@ from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from storage.db import insert_for
 from storage.models import MessageLog
 
 MAX_ID = 128  # the log's id columns
@@ -69,37 +70,27 @@ async def apply_entries(actions: Sequence[LogMessage], session: AsyncSession) ->
     revoke may arrive in the same batch). A replayed source adds nothing twice."""
     table = cast(Table, MessageLog.__table__)
     connection = await session.connection()
-    added = [action for action in actions if action.revokes is None]
-    if added:
-        known = {
-            source
-            for (source,) in await connection.execute(
-                table.select()
-                .with_only_columns(table.c.source_id)
-                .where(table.c.source_id.in_([action.source_id for action in added]))
-            )
-        }
-        fresh: dict[str, LogMessage] = {}
-        for action in added:
-            if action.source_id not in known:
-                fresh.setdefault(action.source_id, action)
-        if fresh:
-            await connection.execute(
-                table.insert(),
-                [
-                    {
-                        "chat_id": action.chat_id,
-                        "member_id": action.member_id,
-                        "sent_at": action.at,
-                        "kind": action.kind,
-                        "length": action.length,
-                        "msg_id": action.msg_id,
-                        "replies_to": action.replies_to,
-                        "source_id": action.source_id,
-                    }
-                    for action in fresh.values()
-                ],
-            )
+    fresh: dict[str, LogMessage] = {}
+    for action in actions:
+        if action.revokes is None:
+            fresh.setdefault(action.source_id, action)
+    if fresh:
+        await connection.execute(
+            insert_for(session)(table).on_conflict_do_nothing(index_elements=["source_id"]),
+            [
+                {
+                    "chat_id": action.chat_id,
+                    "member_id": action.member_id,
+                    "sent_at": action.at,
+                    "kind": action.kind,
+                    "length": action.length,
+                    "msg_id": action.msg_id,
+                    "replies_to": action.replies_to,
+                    "source_id": action.source_id,
+                }
+                for action in fresh.values()
+            ],
+        )
     revoked = [action for action in actions if action.revokes is not None]
     if revoked:
         await connection.execute(
