@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from bot.config.playbooks.rules_section import RulesSection
 from handlers.features.rules.matching import (
     MessageView,
     RuleMatcher,
     RuleSpec,
     allowed,
+    matcher_for,
     normalize,
     squeeze,
 )
@@ -120,3 +122,18 @@ def test_normalization() -> None:
     assert normalize("ＡＢＣ１２３") == "abc123"
     assert normalize("軟體") == "软体"
     assert squeeze("加 - 我 . 微 · 信") == "加我微信"
+
+
+def test_a_sections_matcher_is_built_once_and_follows_a_reload() -> None:
+    section = RulesSection.model_validate(
+        {"items": [{"name": "ads", "match": {"keywords": ["低价代理"], "links": True}}]}
+    )
+    first = matcher_for(section)
+    assert matcher_for(section) is first
+    assert [hit.rule for hit in first.hits(MessageView(kind="text", text="低價代理"))] == ["ads"]
+    reloaded = RulesSection.model_validate(
+        {"items": [{"name": "ads", "match": {"keywords": ["加我微信"]}}]}
+    )
+    second = matcher_for(reloaded)
+    assert second is not first
+    assert second.hits(MessageView(kind="text", text="低价代理")) == []

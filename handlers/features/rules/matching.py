@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 
 import ahocorasick
 import opencc
+
+from bot.config.playbooks.rules_section import Rule, RulesSection
 
 # Characters people put between the letters of a word to get past filters.
 _SEPARATORS = re.compile(r"[\s\-_.,，。、·•*~～|/\\'\"“”‘’`^:：;；!！?？()（）\[\]【】<>《》]+")
@@ -192,3 +195,40 @@ def allowed(url: str, domains: Iterable[str]) -> bool:
         for domain in (d.casefold().strip(".") for d in domains)
         if domain
     )
+
+
+def spec_of(rule: Rule) -> RuleSpec:
+    match = rule.match
+    return RuleSpec(
+        name=rule.name,
+        keywords=match.keywords,
+        regex=match.regex,
+        links=match.links,
+        allow_domains=match.allow_domains,
+        weapp=match.weapp,
+        card=match.card,
+        contact=match.contact,
+    )
+
+
+_compiled: OrderedDict[int, tuple[RulesSection, RuleMatcher]] = OrderedDict()
+_compiled_lock = threading.Lock()
+COMPILED_KEPT = 16  # playbook versions whose matchers stay built
+
+
+def matcher_for(section: RulesSection) -> RuleMatcher:
+    """The section's matcher, built once per loaded playbook version (sections are
+    immutable; a reload makes new ones). Build it off the event loop first with
+    `asyncio.to_thread(matcher_for, section)`: later calls are a lookup."""
+    key = id(section)
+    with _compiled_lock:
+        cached = _compiled.get(key)
+        if cached is not None and cached[0] is section:
+            _compiled.move_to_end(key)
+            return cached[1]
+    matcher = RuleMatcher(tuple(spec_of(rule) for rule in section.items))
+    with _compiled_lock:
+        _compiled[key] = (section, matcher)  # the section is kept, so its id stays its own
+        while len(_compiled) > COMPILED_KEPT:
+            _compiled.popitem(last=False)
+    return matcher
