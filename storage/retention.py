@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -144,6 +144,10 @@ async def delete_log_batch(session: AsyncSession, *, before: datetime, limit: in
     return len(result.all())
 
 
+class DeleteBatch(Protocol):
+    async def __call__(self, session: AsyncSession, *, before: datetime, limit: int) -> int: ...
+
+
 @dataclass
 class RetentionResult:
     inbox_pruned: int = 0
@@ -191,22 +195,19 @@ async def apply_retention(
         if last_id is None:
             break
         after_id = last_id
-    while True:
-        if monotonic() >= deadline:
-            result.complete = False
-            return result
-        async with sessions() as session, session.begin():
-            count = await delete_outbox_batch(session, before=sent_before, limit=batch)
-        result.outbox_deleted += count
-        if count < batch:
-            break
-    while log_before is not None:
-        if monotonic() >= deadline:
-            result.complete = False
-            return result
-        async with sessions() as session, session.begin():
-            count = await delete_log_batch(session, before=log_before, limit=batch)
-        result.log_deleted += count
-        if count < batch:
-            break
+    deletions: list[tuple[DeleteBatch, datetime, str]] = [
+        (delete_outbox_batch, sent_before, "outbox_deleted")
+    ]
+    if log_before is not None:
+        deletions.append((delete_log_batch, log_before, "log_deleted"))
+    for delete_batch, before, counter in deletions:
+        while True:
+            if monotonic() >= deadline:
+                result.complete = False
+                return result
+            async with sessions() as session, session.begin():
+                count = await delete_batch(session, before=before, limit=batch)
+            setattr(result, counter, getattr(result, counter) + count)
+            if count < batch:
+                break
     return result
