@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -243,3 +243,13 @@ def inbox_processor(
         on_processed=outcomes.append,
         batch_size=batch_size,
     )
+
+
+def local_join_day(base_url: str, chat_id: str, member_id: str) -> date:
+    """The day a member joined as the running service recorded it, in BOT_TIMEZONE
+    (the admin API shows local times), not what the test's own clock says: a join
+    just before midnight must not be planned from the next day."""
+    got = httpx.get(f"{base_url}/admin/groups/{chat_id}/members", headers=AUTH, timeout=10)
+    got.raise_for_status()
+    [member] = [row for row in got.json() if row["member_id"] == member_id]
+    return datetime.fromisoformat(member["joined_at"]).date()

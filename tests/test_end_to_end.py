@@ -16,7 +16,15 @@ from bot.sandbox.emulator.server import start_emulator_in_thread
 from storage import db
 from storage.models import OutboxItem
 from tests.conftest import SHIPPED_TEMPLATES, TEST_CORP_ID, TEST_CORP_SECRET
-from tests.helpers import ADMIN, AES_KEY, AUTH, TOKEN, join_callback, sent_texts
+from tests.helpers import (
+    ADMIN,
+    AES_KEY,
+    AUTH,
+    TOKEN,
+    join_callback,
+    local_join_day,
+    sent_texts,
+)
 from tests.procs import cli_env, free_port, run_cli, server, wait_until
 
 
@@ -139,8 +147,7 @@ def test_queued_welcome_survives_kill9_while_wecom_is_down(
 def test_tick_cli_across_eight_days_with_restarts(workdir: Path, database_url: str) -> None:
     """`wecom-bot tick --at` day by day, the server stopped and started in between."""
     import time
-    from datetime import date, datetime, timedelta
-    from zoneinfo import ZoneInfo
+    from datetime import date, timedelta
 
     import yaml
 
@@ -167,7 +174,7 @@ def test_tick_cli_across_eight_days_with_restarts(workdir: Path, database_url: s
                 return got.status_code == 200 and len(got.json()) == 1
 
             wait_until(enrolled, timeout=15)
-        joined = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+            joined = local_join_day(srv.url, "wrTicks", "wmEight")
 
         def touches() -> list[str]:
             return [

@@ -7,9 +7,8 @@ import asyncio
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import yaml
@@ -22,7 +21,7 @@ from bot.sandbox.emulator.server import start_emulator_in_thread
 from storage import db
 from storage.models import InboxItem, OutboxItem
 from tests.conftest import SHIPPED_TEMPLATES, TEST_CORP_ID, TEST_CORP_SECRET
-from tests.helpers import AUTH, join_callback, sent_texts
+from tests.helpers import AUTH, join_callback, local_join_day, sent_texts
 from tests.procs import ROOT, Server, cli_env, free_port, run_cli, wait_until
 from tests.test_end_to_end import configured_env
 
@@ -162,12 +161,12 @@ def test_three_replicas_send_each_welcome_and_step_once_with_one_killed(
                 json={"name": chat_id, "channel": {"type": "webhook", "key": f"k-{chat_id}"}},
                 timeout=10,
             ).raise_for_status()
-        joined = datetime.now(ZoneInfo("Asia/Shanghai")).date()
         uids = list(members)
         first, second = uids[:15], uids[15:]
 
         join(first, replicas)
         wait_until(lambda: all(welcomed_count(members[u]) >= 1 for u in first), timeout=60)
+        joined = max(local_join_day(replicas[0].url, group_of[u], u) for u in first)
 
         # WeCom is busy: sends fail and wait for a retry while the next joins and the
         # day's touch steps are queued; then one replica dies holding whatever it holds.
