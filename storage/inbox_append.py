@@ -34,7 +34,7 @@ from sqlalchemy import Column, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from storage import heads, inbox
-from storage.db import apply_sqlite_pragmas, lock_keys_sql
+from storage.db import apply_sqlite_pragmas, lock_keys_sql, make_sessionmaker
 from storage.inbox import NewInboxRow
 
 TABLE = inbox.TABLE
@@ -61,7 +61,7 @@ def appender_for(engine: AsyncEngine) -> InboxAppender:
             return SqliteAppender(path, engine.dialect)
     if url.get_backend_name() == "postgresql" and url.get_driver_name() == "asyncpg":
         return PostgresAppender(engine)
-    return SessionAppender(async_sessionmaker(engine, expire_on_commit=False))
+    return SessionAppender(make_sessionmaker(engine))
 
 
 class _Values:

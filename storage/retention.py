@@ -195,19 +195,21 @@ async def apply_retention(
         if last_id is None:
             break
         after_id = last_id
-    deletions: list[tuple[DeleteBatch, datetime, str]] = [
-        (delete_outbox_batch, sent_before, "outbox_deleted")
-    ]
-    if log_before is not None:
-        deletions.append((delete_log_batch, log_before, "log_deleted"))
-    for delete_batch, before, counter in deletions:
+
+    async def delete_all(delete_batch: DeleteBatch, before: datetime) -> int:
+        """Rows deleted until none is left or the budget is spent (then incomplete)."""
+        deleted = 0
         while True:
             if monotonic() >= deadline:
                 result.complete = False
-                return result
+                return deleted
             async with sessions() as session, session.begin():
                 count = await delete_batch(session, before=before, limit=batch)
-            setattr(result, counter, getattr(result, counter) + count)
+            deleted += count
             if count < batch:
-                break
+                return deleted
+
+    result.outbox_deleted = await delete_all(delete_outbox_batch, sent_before)
+    if result.complete and log_before is not None:
+        result.log_deleted = await delete_all(delete_log_batch, log_before)
     return result

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sources.message_parts import field, json_object, urls_in
+from bot.sources.message_parts import addresses, field, json_object
 from bot.sources.normalized import Incoming
 from handlers.core.events import Message, Quoted
 
@@ -57,7 +57,7 @@ def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
             sender=str((payload.get("from") or {}).get("userid") or ""),
             msgtype=msgtype,
             text=text,
-            urls=urls_in(text),
+            urls=addresses(text),
             quote=_quote(payload),
             chat_type=chattype,
             mentioned_bot=True,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.sources.message_parts import field, joined, json_object, urls_in
+from bot.sources.message_parts import addresses, field, joined, json_object
 from bot.sources.normalized import Incoming
 from handlers.core.events import Message
 
@@ -136,7 +136,7 @@ def message_from(record: ArchiveRecord, raw: dict[str, Any]) -> Message | None:
         return None
     parts = read(raw.get(record.msgtype))
     text = str(parts.pop("text", "") or "")
-    addresses = [url for url in parts.pop("urls", []) if url]
+    given = parts.pop("urls", [])
     return Message(
         source="archive",
         chat_id=record.roomid or None,
@@ -147,7 +147,7 @@ def message_from(record: ArchiveRecord, raw: dict[str, Any]) -> Message | None:
         sender=record.sender,
         msgtype=record.msgtype,
         text=text,
-        urls=list(dict.fromkeys([*addresses, *urls_in(text)])),
+        urls=addresses(text, *given),
         chat_type="group" if record.roomid else "single",
         **{key: value or None for key, value in parts.items()},
     )

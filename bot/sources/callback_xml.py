@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sources.message_parts import joined, urls_in
+from bot.sources.message_parts import addresses, joined
 from bot.sources.normalized import Incoming
 from handlers.core.events import (
     Event,
@@ -99,7 +99,7 @@ def _app_message(fields: dict[str, Any], when: datetime) -> Message:
         msgtype=kind,
         text=text,
         title=title,
-        urls=list(dict.fromkeys([u for u in [str(fields.get("Url") or "")] if u] + urls_in(text))),
+        urls=addresses(text, str(fields.get("Url") or "")),
         chat_type="single",
     )
 

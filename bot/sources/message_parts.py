@@ -22,6 +22,12 @@ def urls_in(text: str) -> list[str]:
     return found
 
 
+def addresses(text: str, *given: str) -> list[str]:
+    """A message's addresses: the ones its source names (a link card's), then those
+    written in its text; each once, empty ones dropped."""
+    return list(dict.fromkeys([*(url for url in given if url), *urls_in(text)]))
+
+
 def field(body: Any, name: str) -> str:
     """`body[name]` as a string, or "" when the body or the field is missing or odd:
     a record from a newer WeCom may lack a field or give it another type."""
