@@ -18,6 +18,7 @@ from bot.api import (
     admin_playbooks,
     admin_sandbox,
     admin_touch,
+    admin_violations,
     archive,
     callback,
     health,
@@ -40,7 +41,7 @@ async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
     """A demo group so `simulate join` works out of the box."""
     emulator.upsert_group(SANDBOX_DEMO_CHAT, name="沙盒体验群", owner="sandbox-owner")
     async with runtime.sessions() as session, session.begin():
-        await upsert_group(
+        group, _ = await upsert_group(
             session,
             SANDBOX_DEMO_CHAT,
             label="沙盒体验群",
@@ -50,6 +51,9 @@ async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
             channel_config={"key": SANDBOX_WEBHOOK_KEY},
             now=runtime.clock(),
         )
+        # As groupchat/get would tell: whom owner tasks and customers' private
+        # messages go through before anyone has joined.
+        group.owner = group.owner or "sandbox-owner"
 
 
 def create_app(
@@ -121,6 +125,7 @@ def create_app(
         admin_playbooks,
         admin_touch,
         admin_members,
+        admin_violations,
         admin_outbox,
         admin_sandbox,
         health,

@@ -30,6 +30,7 @@ from bot.workers.dispatch import Dispatcher
 from bot.workers.health import LoopHealth, backoff_seconds
 from bot.workers.inbox import BatchOutcome, InboxProcessor
 from handlers.core.actions import AddToWelcomeBatch
+from handlers.core.executor import Executor
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
 from handlers.wiring import build_features
@@ -65,6 +66,7 @@ class Runtime:
     writer: InboxWriter  # callbacks' group commit into the inbox, through `appender`
     metrics: Metrics
     clock: Callable[[], datetime] = utc_now
+    executor: Executor = field(default_factory=Executor)  # for admin actions (overturn …)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     health: LoopHealth = field(default_factory=lambda: LoopHealth(utc_now))
@@ -354,6 +356,7 @@ async def build_runtime(
         writer=InboxWriter(appender, clock),
         metrics=metrics,
         clock=clock,
+        executor=features.executor,
     )
     periodic = PeriodicKind(runtime.periodic_jobs(), sessions, clock)
     runtime.engine_items = DueEngine(features.due_kinds)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import membership, message_log, touch, welcome
+from handlers.features import copilot, membership, message_log, touch, welcome
+from handlers.features.rules import handler as rules
+from handlers.features.rules import review, violations
 from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
@@ -24,7 +26,7 @@ class Features:
 
 def build_features() -> Features:
     executor = Executor()
-    for feature in (membership, message_log, welcome, touch):
+    for feature in (membership, message_log, violations, review, copilot, welcome, touch):
         feature.register(executor)
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
@@ -33,6 +35,8 @@ def build_features() -> Features:
     registry.add("message", message_log.record, group=BOOKKEEPING)
     for kind in ("group_created", "group_dismissed", "group_updated"):
         registry.add(kind, membership.record_group_change, group=BOOKKEEPING)
+    registry.add("message", rules.on_message, group=RULES, name="rules")
+    registry.add("member_joined", rules.on_member_joined, group=RULES, name="raid_guard")
     registry.add("member_joined", welcome.on_member_joined, group=WELCOME, name="welcome")
     registry.add("member_joined", touch.on_member_joined, group=TOUCH, name="touch_enroll")
     registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
@@ -40,6 +44,7 @@ def build_features() -> Features:
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),
+        copilot.OwnerDigestKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

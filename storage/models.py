@@ -301,6 +301,8 @@ class MessageLog(Base):
     replies_to: Mapped[str | None] = mapped_column(String(128))  # whom it quotes
     revoked_at: Mapped[datetime | None]
     source_id: Mapped[str] = mapped_column(String(64), unique=True)  # inbox:<id>
+    # A digest of the normalized text (rules' "repeated text"); no content is kept.
+    text_hash: Mapped[str | None] = mapped_column(String(16))
 
 
 class MemberRole(Base):
@@ -315,3 +317,96 @@ class MemberRole(Base):
     member_id: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(32))
     set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Violation(Base):
+    """A rule hit (handlers/features/rules): what the member did, what the bot did
+    about it, and what an admin decided. The member's ladder is read from these."""
+
+    __tablename__ = "violations"
+    __table_args__ = (
+        UniqueConstraint("source_id", "rule", name="uq_violation_source_rule"),
+        Index("ix_violation_ladder", "chat_id", "member_id", "family", "created_at"),
+        Index("ix_violation_created", "created_at"),
+        Index("ix_violation_status", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    rule: Mapped[str] = mapped_column(String(40))
+    family: Mapped[str] = mapped_column(String(40))
+    # remind | warn | report | remove; None when no step was taken (dry run, held)
+    step: Mapped[str | None] = mapped_column(String(16))
+    # taken | dry_run | held | overturned
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    matcher: Mapped[str] = mapped_column(String(16))
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    msg_id: Mapped[str | None] = mapped_column(String(128))
+    source_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    appealed_at: Mapped[datetime | None]
+    appeal_text: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None]  # an admin confirmed or overturned it
+    overturned_at: Mapped[datetime | None]
+    overturn_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RaidGuardState(Base):
+    """A group under the raid guard (many joins at once) until `until`."""
+
+    __tablename__ = "raid_guards"
+
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime]
+    until: Mapped[datetime]
+    joins: Mapped[int] = mapped_column(Integer)
+
+
+class OwnerDigest(Base):
+    """The operator copilot's batch for one person: owner tasks gathered for a few
+    minutes, then sent as one app message (handlers/features/copilot.py)."""
+
+    __tablename__ = "owner_digests"
+    __table_args__ = (
+        Index("ix_owner_digest_due", "status", "due_at"),
+        Index(
+            "uq_owner_digest_open",
+            "recipient",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]
+    flushed_at: Mapped[datetime | None]
+    outbox_id: Mapped[int | None] = mapped_column(IdType)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class OwnerTask(Base):
+    """Something only a person can do (post in a customer group, remind a customer,
+    look at a report), with the context and a ready-to-paste text."""
+
+    __tablename__ = "owner_tasks"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", "recipient", name="uq_owner_task_key"),
+        Index("ix_owner_task_digest", "digest_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str | None] = mapped_column(String(128))
+    origin: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)
+    paste_text: Mapped[str | None] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    digest_id: Mapped[int | None] = mapped_column(IdType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,6 +20,7 @@ from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from handlers.features.rules.matching import text_fingerprint
 from storage.db import insert_for
 from storage.models import MessageLog
 
@@ -37,6 +38,7 @@ class LogMessage(Action):
     replies_to: str | None = None  # the member whose message this one quotes
     revokes: str | None = None  # set for a revoke: the msg_id to mark, nothing added
     source_id: str = ""
+    text_hash: str | None = None  # the rules' "same text again" (no content kept)
 
 
 def log_entry(event: Message, source_id: str) -> LogMessage | None:
@@ -54,6 +56,7 @@ def log_entry(event: Message, source_id: str) -> LogMessage | None:
         replies_to=quoted[:MAX_ID] if quoted and quoted != event.sender else None,
         revokes=event.revokes if event.msgtype == "revoke" else None,
         source_id=source_id,
+        text_hash=text_fingerprint(event.text) if event.msgtype != "revoke" else None,
     )
 
 
@@ -87,6 +90,7 @@ async def apply_entries(actions: Sequence[LogMessage], session: AsyncSession) ->
                     "msg_id": action.msg_id,
                     "replies_to": action.replies_to,
                     "source_id": action.source_id,
+                    "text_hash": action.text_hash,
                 }
                 for action in fresh.values()
             ],

@@ -282,6 +282,27 @@ class TouchSequence(StrictModel):
         return steps
 
 
+class CopilotSection(StrictModel):
+    """Where the bot cannot act itself (customer groups, reports), it hands people a
+    task with a ready-to-paste text: one digest per person per few minutes."""
+
+    operators: tuple[str, ...] = Field(
+        default=(),
+        description="运营同事的 userid：群主之外，这些人也收到待办（客户群提醒、违规报告、申诉）",
+    )
+    gather_seconds: StrictInt = Field(
+        default=10, ge=0, le=600, description="第一件待办出现后等多少秒再发，把同时发生的事合成一条"
+    )
+    min_interval_seconds: StrictInt = Field(
+        default=300, ge=0, le=86400, description="发给同一个人的两条待办汇总之间至少隔多少秒"
+    )
+
+    @field_validator("operators")
+    @classmethod
+    def _no_blank_operators(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return stripped_non_blank(values)
+
+
 class Playbook(StrictModel):
     """A playbook file; returned by the loader with ``extends`` already merged."""
 
@@ -311,6 +332,9 @@ class Playbook(StrictModel):
     welcome: WelcomeSection | None = None
     touch_sequence: TouchSequence | None = None
     rules: RulesSection | None = None
+    copilot: CopilotSection = Field(
+        default_factory=CopilotSection, description="运营助手：机器人做不了的事变成待办发给人"
+    )
 
     @model_validator(mode="after")
     def _steps_outside_quiet_hours(self) -> Playbook:

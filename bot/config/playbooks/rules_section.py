@@ -113,6 +113,18 @@ class Rule(StrictModel):
         pattern=r"^[\w-]{1,40}$",
         description="同一族的规则共用一条警告阶梯（默认就是规则名）",
     )
+    title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=30,
+        description="给成员看的规则名，如「不发广告」（默认用 name）",
+    )
+    explain: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="为什么有这条规则，一句话；提醒里会原样告诉成员",
+    )
     match: RuleMatch
     allow_windows: tuple[AllowWindow, ...] = Field(
         default=(), description="这些时段里本规则不管（如周五 20:00–21:00 快闪集市）"
@@ -134,6 +146,10 @@ class Rule(StrictModel):
     @property
     def ladder_family(self) -> str:
         return self.family or self.name
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
 
 
 class RaidGuard(StrictModel):

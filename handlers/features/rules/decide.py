@@ -44,6 +44,7 @@ class RuleDecision:
     reason: str
     record: bool  # keep a violation row (hits in dry-run are kept for review)
     dry_run: bool = False
+    in_force: int = 0  # the member's warnings still in force before this hit
 
 
 def decide_hit(
@@ -85,9 +86,12 @@ def decide_hit(
             None,
             f"a step was taken {int((at - live[-1].at).total_seconds())} s ago",
             record=True,
+            in_force=len(live),
         )
     step = rules.ladder[min(len(live), len(rules.ladder) - 1)]
     reason = f"warnings in force: {len(live)}" if live else "first hit"
     if rules.is_dry_run(rule):
-        return RuleDecision(rule.name, family, None, f"dry run: would {step}", True, True)
-    return RuleDecision(rule.name, family, step, reason, record=True)
+        return RuleDecision(
+            rule.name, family, None, f"dry run: would {step}", True, True, in_force=len(live)
+        )
+    return RuleDecision(rule.name, family, step, reason, record=True, in_force=len(live))

@@ -10,6 +10,7 @@ per rule set, built once per playbook version.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import unicodedata
@@ -69,12 +70,24 @@ def squeeze(normalized: str) -> str:
     return _SEPARATORS.sub("", normalized)
 
 
+REPEAT_MIN_CHARS = 6  # "收到", "+1", "好的" said three times is agreement, not spam
+
+
+def text_fingerprint(text: str) -> str | None:
+    """A short digest of what the text says once evasion is folded away, for "the same
+    text again"; None for texts too short to count as repeats."""
+    squeezed = squeeze(normalize(text))
+    if len(squeezed) < REPEAT_MIN_CHARS:
+        return None
+    return hashlib.blake2b(squeezed.encode("utf-8"), digest_size=8).hexdigest()
+
+
 @dataclass(frozen=True)
 class Hit:
     """One reason a rule matched: which matcher, and the evidence shown to people."""
 
     rule: str
-    matcher: str  # keyword | regex | link | weapp | card | contact
+    matcher: str  # keyword | regex | link | weapp | card | contact | flood | repeat | raid
     evidence: str
 
 
@@ -214,6 +227,13 @@ def spec_of(rule: Rule) -> RuleSpec:
 _compiled: OrderedDict[int, tuple[RulesSection, RuleMatcher]] = OrderedDict()
 _compiled_lock = threading.Lock()
 COMPILED_KEPT = 16  # playbook versions whose matchers stay built
+
+
+def cached_matcher(section: RulesSection) -> RuleMatcher | None:
+    """The section's matcher if it is built already (no building on the event loop)."""
+    with _compiled_lock:
+        cached = _compiled.get(id(section))
+        return cached[1] if cached is not None and cached[0] is section else None
 
 
 def matcher_for(section: RulesSection) -> RuleMatcher:

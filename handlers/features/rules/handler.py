@@ -1,0 +1,512 @@
+"""The rules feature's handlers: read the facts, ask the pure decisions, return actions.
+
+A group message is matched against its playbook's rules (the automaton is built
+off the event loop once per playbook version), plus flood and repeated text from
+the message log and the raid guard's strict mode. Each hit goes through
+`decide_hit` (exemptions, windows, dry run, the member's ladder); at most one step
+is taken per message, and it is delivered the way the group's channel allows:
+privately or in the group where the bot can, as an owner task where it cannot.
+An appeal word from a member with a recent step puts it in the review queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config.playbooks import Playbook
+from bot.config.playbooks.rules_section import Rule, RulesSection
+from handlers.channels import customer_sender, group_channel, private_channel
+from handlers.core.actions import Action, Note, QueueGroupText, QueuePrivateText, Stop
+from handlers.core.context import Context
+from handlers.core.events import Event, MemberJoined, Message
+from handlers.features import copilot
+from handlers.features.message_log import LogMessage
+from handlers.features.roles import roles_of
+from handlers.features.rules import texts
+from handlers.features.rules.decide import MemberFacts, RuleDecision, decide_hit
+from handlers.features.rules.matching import (
+    Hit,
+    MessageView,
+    RuleMatcher,
+    RuleSpec,
+    cached_matcher,
+    matcher_for,
+    normalize,
+    text_fingerprint,
+)
+from handlers.features.rules.texts import HitStory
+from handlers.features.rules.violations import (
+    DRY_RUN,
+    HELD,
+    TAKEN,
+    MarkAppealed,
+    RecordViolation,
+    StartRaidGuard,
+    active_raid,
+    appealable,
+    ladder_history,
+)
+from handlers.features.welcome import group_vars, playbook_for
+from storage.members import get_membership
+from storage.models import Group, Membership, MessageLog, Violation
+
+RAID_RULE = "raid_guard"
+_RAID_MATCHER = RuleMatcher((RuleSpec(RAID_RULE, links=True, contact=True),))
+
+
+async def matcher_of(rules: RulesSection) -> RuleMatcher:
+    """Built off the event loop the first time a playbook version is used."""
+    built = cached_matcher(rules)
+    return built if built is not None else await asyncio.to_thread(matcher_for, rules)
+
+
+def is_robot(member_id: str) -> bool:
+    return member_id.startswith("wb")
+
+
+def view_of(event: Message) -> MessageView:
+    text = (
+        event.text
+        if event.title is None or event.title in event.text
+        else (f"{event.title} {event.text}")
+    )
+    return MessageView(
+        kind=event.msgtype,
+        text=text,
+        urls=tuple(event.urls),
+        weapp=event.weapp,
+        card_user=event.card_user,
+    )
+
+
+# --- messages ----------------------------------------------------------------------
+
+
+async def on_message(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, Message)
+    if event.msgtype == "revoke" or not event.sender or is_robot(event.sender):
+        return []
+    if event.chat_type != "group" or not event.chat_id:
+        return await private_appeal(event, ctx)
+    group = await ctx.session.get(Group, event.chat_id)
+    if group is None:
+        return []
+    playbook = playbook_for(ctx.playbooks, group)
+    rules = playbook.rules
+    if rules is None or not rules.enabled:
+        return []
+    if is_appeal(event.text, rules.appeal_word):
+        appealed = await group_appeal(event, group, playbook, rules, ctx)
+        if appealed:
+            return appealed
+    hits, raid = await hits_of(event, rules, ctx)
+    if not hits and raid is None:
+        return []
+    membership = await get_membership(ctx.session, group.chat_id, event.sender)
+    roles = await roles_of(ctx.session, group.chat_id, event.sender)
+    if raid is not None and not roles & set(rules.exempt_roles):
+        return raid_report(event, raid, group, playbook, rules, membership)
+    return await act_on_hits(event, hits, group, playbook, rules, membership, roles, ctx)
+
+
+async def hits_of(
+    event: Message, rules: RulesSection, ctx: Context
+) -> tuple[list[Hit], Hit | None]:
+    """The rules the message hits, and a raid-guard hit when the group is in strict mode
+    and a newcomer posts a link or a contact."""
+    assert event.chat_id
+    view = view_of(event)
+    hits = (await matcher_of(rules)).hits(view) if rules.items else []
+    hits += await window_hits(event, rules, ctx)
+    raid: Hit | None = None
+    if rules.raid_guard is not None:
+        guard = await active_raid(ctx.session, event.chat_id, event.occurred_at)
+        if guard is not None:
+            member = await get_membership(ctx.session, event.chat_id, event.sender)
+            newcomer = member is not None and member.joined_at >= guard.started_at - timedelta(
+                seconds=rules.raid_guard.seconds
+            )
+            found = _RAID_MATCHER.hits(view) if newcomer else []
+            if found:
+                raid = Hit(RAID_RULE, "raid", found[0].evidence)
+    return hits, raid
+
+
+async def window_hits(event: Message, rules: RulesSection, ctx: Context) -> list[Hit]:
+    """Flood (N messages in T seconds) and repeated text, counted from the message log
+    and what this batch has not written to it yet."""
+    assert event.chat_id
+    found: list[Hit] = []
+    fingerprint: str | None = None
+    for rule in rules.items:
+        flood, repeat = rule.match.flood, rule.match.repeat
+        if flood is not None:
+            since = event.occurred_at - timedelta(seconds=flood.seconds)
+            count = await log_count(ctx, event, since)
+            if count >= flood.messages:
+                found.append(Hit(rule.name, "flood", f"{flood.seconds} 秒内 {count} 条"))
+                continue
+        if repeat is not None:
+            fingerprint = fingerprint or text_fingerprint(event.text)
+            if fingerprint is None:
+                continue
+            since = event.occurred_at - timedelta(seconds=repeat.seconds)
+            count = await log_count(ctx, event, since, text_hash=fingerprint)
+            if count >= repeat.times:
+                found.append(Hit(rule.name, "repeat", f"同样的内容发了 {count} 次"))
+    return found
+
+
+async def log_count(
+    ctx: Context, event: Message, since: datetime, *, text_hash: str | None = None
+) -> int:
+    """The member's messages in the group from `since` to this one (not taken back)."""
+    assert event.chat_id
+    query = select(func.count()).where(
+        MessageLog.chat_id == event.chat_id,
+        MessageLog.member_id == event.sender,
+        MessageLog.sent_at >= since,
+        MessageLog.sent_at <= event.occurred_at,
+        MessageLog.revoked_at.is_(None),
+    )
+    if text_hash is not None:
+        query = query.where(MessageLog.text_hash == text_hash)
+    stored = int((await ctx.session.execute(query)).scalar_one())
+    pending = 0
+    if ctx.deferred is not None:  # this batch's log rows are written at its end
+        for entry in ctx.deferred.actions.get(LogMessage, ()):
+            assert isinstance(entry, LogMessage)
+            if (
+                entry.chat_id == event.chat_id
+                and entry.member_id == event.sender
+                and entry.revokes is None
+                and since <= entry.at <= event.occurred_at
+                and (text_hash is None or entry.text_hash == text_hash)
+            ):
+                pending += 1
+    return stored + pending
+
+
+def member_name(membership: Membership | None, playbook: Playbook) -> str:
+    return (membership.name if membership is not None else None) or playbook.neutral_name
+
+
+async def act_on_hits(
+    event: Message,
+    hits: list[Hit],
+    group: Group,
+    playbook: Playbook,
+    rules: RulesSection,
+    membership: Membership | None,
+    roles: frozenset[str],
+    ctx: Context,
+) -> list[Action]:
+    """At most one step per message: the first rule (in playbook order) that acts."""
+    assert event.chat_id
+    by_name = {rule.name: rule for rule in rules.items}
+    at = event.occurred_at
+    actions: list[Action] = []
+    acted: str | None = None
+    for hit in hits:
+        rule = by_name[hit.rule]
+        history = await ladder_history(
+            ctx.session,
+            chat_id=group.chat_id,
+            member_id=event.sender,
+            family=rule.ladder_family,
+            since=at - timedelta(days=rules.warning_ttl_days),
+            until=at,
+        )
+        facts = MemberFacts(
+            roles=roles,
+            member_id=event.sender,
+            joined_at=membership.joined_at if membership is not None else None,
+            history=history,
+        )
+        decision = decide_hit(rules, rule, facts, at=at, tz=ctx.tz)
+        if not decision.record:
+            actions.append(Note(f"rule {rule.name}: {event.sender} passes ({decision.reason})"))
+            continue
+        if acted is not None and decision.step is not None:
+            decision = RuleDecision(
+                rule.name,
+                decision.family,
+                None,
+                f"rule {acted} acted on this message",
+                record=True,
+            )
+        status = TAKEN if decision.step else (DRY_RUN if decision.dry_run else HELD)
+        actions.append(record_of(event, hit, decision, status))
+        if decision.step is None:
+            continue
+        acted = rule.name
+        story = texts.story(
+            rules,
+            rule,
+            matcher=hit.matcher,
+            evidence=hit.evidence,
+            text=view_of(event).text or texts_of_kind(event),
+            member_name=member_name(membership, playbook),
+            group_name=group_vars(group)["name"],
+            count=decision.in_force + 1,
+        )
+        actions += deliver(decision.step, story, event, group, playbook, membership)
+    if acted is not None:
+        actions.append(Stop(f"rule {acted} acted on the message"))
+    return actions
+
+
+def texts_of_kind(event: Message) -> str:
+    return {"weapp": "[小程序]", "card": "[名片]", "link": "[链接]"}.get(event.msgtype, "")
+
+
+def record_of(event: Message, hit: Hit, decision: RuleDecision, status: str) -> RecordViolation:
+    assert event.chat_id
+    return RecordViolation(
+        chat_id=event.chat_id,
+        member_id=event.sender,
+        rule=hit.rule,
+        family=decision.family,
+        step=decision.step,
+        status=status,
+        reason=decision.reason,
+        matcher=hit.matcher,
+        evidence=hit.evidence,
+        at=event.occurred_at,
+        msg_id=event.msg_id,
+    )
+
+
+def deliver(
+    step: str,
+    story: HitStory,
+    event: Message,
+    group: Group,
+    playbook: Playbook,
+    membership: Membership | None,
+) -> list[Action]:
+    """The step, the way the group's channel allows. A customer group takes nothing at
+    once: the owner and operators get the text to send themselves."""
+    posts_at_once = group_channel(group.channel_type).capabilities.immediate
+    member = event.sender
+    if step == "remind":
+        if posts_at_once and reachable_privately(group, membership, member):
+            return [
+                QueuePrivateText(group.chat_id, member, texts.remind_text(story), "rule_remind")
+            ]
+        return [
+            copilot.assign(
+                group,
+                playbook,
+                origin="rule_remind",
+                summary=texts.remind_task(story),
+                paste_text=texts.remind_text(story),
+                member_id=member,
+            )
+        ]
+    if step == "warn":
+        if posts_at_once:
+            return [
+                QueueGroupText(group.chat_id, texts.warn_text(story), "rule_warn", member_id=member)
+            ]
+        return [
+            copilot.assign(
+                group,
+                playbook,
+                origin="rule_warn",
+                summary=texts.warn_task(story),
+                paste_text=texts.warn_text(story),
+                member_id=member,
+            )
+        ]
+    # report, and remove: the bot never removes anyone on its own; a person decides.
+    summary = texts.remove_summary(story) if step == "remove" else texts.report_summary(story)
+    return [
+        copilot.assign(group, playbook, origin=f"rule_{step}", summary=summary, member_id=member)
+    ]
+
+
+def reachable_privately(group: Group, membership: Membership | None, member_id: str) -> bool:
+    """An internal member by app message; a customer by the owner-confirmed private
+    message, which needs someone to send it (the channel's sender or the owner)."""
+    channel = private_channel(member_id, membership.member_type if membership else None)
+    if channel.capabilities.immediate:
+        return True
+    return customer_sender(dict(group.channel_config or {}), group.owner) is not None
+
+
+def raid_report(
+    event: Message,
+    hit: Hit,
+    group: Group,
+    playbook: Playbook,
+    rules: RulesSection,
+    membership: Membership | None,
+) -> list[Action]:
+    """In strict mode a newcomer's link or contact goes to the owner as a report; the
+    group's one notice already told members, so nobody is reminded one by one."""
+    decision = RuleDecision(RAID_RULE, RAID_RULE, "report", "raid guard: newcomer", record=True)
+    story = texts.story(
+        rules,
+        None,
+        matcher="raid",
+        evidence=hit.evidence,
+        text=view_of(event).text,
+        member_name=member_name(membership, playbook),
+        group_name=group_vars(group)["name"],
+        count=1,
+    )
+    summary = (
+        f"防突击入群保护期间，新成员 {story.member_name} 发了 {story.evidence}，"
+        f"原话：「{story.excerpt}」。请看一眼是否是广告号。"
+    )
+    return [
+        record_of(event, hit, decision, TAKEN),
+        copilot.assign(
+            group, playbook, origin="raid_report", summary=summary, member_id=event.sender
+        ),
+        Stop("raid guard reported the message"),
+    ]
+
+
+# --- appeals -----------------------------------------------------------------------
+
+
+def is_appeal(text: str, word: str) -> bool:
+    """The message starts with the appeal word, after any @-mentions (a reply to the bot)."""
+    said = normalize(text).strip()
+    while said.startswith("@"):
+        _, _, said = said.partition(" ")
+        said = said.strip()
+    return bool(said) and said.startswith(normalize(word).strip())
+
+
+async def group_appeal(
+    event: Message, group: Group, playbook: Playbook, rules: RulesSection, ctx: Context
+) -> list[Action]:
+    since = event.occurred_at - timedelta(hours=rules.appeal_window_hours)
+    found = await appealable(
+        ctx.session, member_id=event.sender, chat_id=group.chat_id, since=since
+    )
+    if not found:
+        return []
+    return await appeal_actions(event, found[0].id, group, playbook, rules, ctx)
+
+
+async def private_appeal(event: Message, ctx: Context) -> list[Action]:
+    """An appeal word sent to the app privately: the newest step still open to appeal,
+    in whichever group, by that group's playbook."""
+    longest = timedelta(hours=720)
+    candidates = await appealable(
+        ctx.session, member_id=event.sender, chat_id=None, since=event.occurred_at - longest
+    )
+    for violation in candidates:
+        group = await ctx.session.get(Group, violation.chat_id)
+        if group is None:
+            continue
+        playbook = playbook_for(ctx.playbooks, group)
+        rules = playbook.rules
+        if rules is None or not is_appeal(event.text, rules.appeal_word):
+            continue
+        if event.occurred_at - violation.created_at > timedelta(hours=rules.appeal_window_hours):
+            continue
+        return await appeal_actions(event, violation.id, group, playbook, rules, ctx)
+    return []
+
+
+async def appeal_actions(
+    event: Message,
+    violation_id: int,
+    group: Group,
+    playbook: Playbook,
+    rules: RulesSection,
+    ctx: Context,
+) -> list[Action]:
+    violation = await ctx.session.get(Violation, violation_id)
+    assert violation is not None
+    rule = rule_named(rules, violation.rule)
+    title = rule.display_title if rule is not None else violation.rule
+    membership = await get_membership(ctx.session, group.chat_id, event.sender)
+    name = member_name(membership, playbook)
+    actions: list[Action] = [
+        MarkAppealed(violation.id, event.text, event.occurred_at),
+        copilot.assign(
+            group,
+            playbook,
+            origin="appeal",
+            summary=texts.appeal_task(name, title, violation.step, event.text),
+            member_id=event.sender,
+        ),
+    ]
+    if group_channel(group.channel_type).capabilities.immediate:
+        actions.append(
+            QueuePrivateText(
+                group.chat_id, event.sender, texts.appeal_received_text(name, title), "appeal_ack"
+            )
+        )
+    actions.append(Stop("an appeal, not a message for other features"))
+    return actions
+
+
+# --- joins: the raid guard -----------------------------------------------------------
+
+
+async def on_member_joined(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, MemberJoined) and event.chat_id
+    group = await ctx.session.get(Group, event.chat_id)
+    if group is None:
+        return []
+    playbook = playbook_for(ctx.playbooks, group)
+    rules = playbook.rules
+    guard = rules.raid_guard if rules is not None and rules.enabled else None
+    if guard is None:
+        return []
+    at = max((m.join_time or event.occurred_at for m in event.members), default=event.occurred_at)
+    if await active_raid(ctx.session, group.chat_id, at) is not None:
+        return []
+    joins = await recent_joins(
+        ctx.session, group.chat_id, since=at - timedelta(seconds=guard.seconds), until=at
+    )
+    if joins < guard.joins:
+        return []
+    key = f"raid:{group.chat_id}:{at.isoformat()}"
+    actions: list[Action] = [
+        StartRaidGuard(group.chat_id, at, at + timedelta(minutes=guard.strict_minutes), joins)
+    ]
+    if group_channel(group.channel_type).capabilities.immediate:
+        notice = texts.raid_notice(joins, guard.seconds, guard.strict_minutes)
+        actions.append(QueueGroupText(group.chat_id, notice, "raid_notice", key=key))
+    actions.append(
+        copilot.assign(
+            group,
+            playbook,
+            origin="raid_guard",
+            summary=texts.raid_task(joins, guard.seconds, guard.strict_minutes),
+            paste_text=None
+            if group_channel(group.channel_type).capabilities.immediate
+            else texts.raid_notice(joins, guard.seconds, guard.strict_minutes),
+            key=key,
+        )
+    )
+    return actions
+
+
+async def recent_joins(
+    session: AsyncSession, chat_id: str, *, since: datetime, until: datetime
+) -> int:
+    value = await session.execute(
+        select(func.count()).where(
+            Membership.chat_id == chat_id,
+            Membership.joined_at >= since,
+            Membership.joined_at <= until,
+        )
+    )
+    return int(value.scalar_one())
+
+
+def rule_named(rules: RulesSection, name: str) -> Rule | None:
+    return next((rule for rule in rules.items if rule.name == name), None)
