@@ -362,3 +362,29 @@ async def test_in_a_customer_group_the_ad_becomes_one_owner_task(
     clock.advance(300)
     await settle(app)
     assert {target for _, target, _ in sent(emulator, before)} == {"owner1", "yunying1"}
+
+
+async def test_the_same_text_three_times_is_a_repeat_even_with_tricks(
+    live: tuple[LiveApp, Clock, RunningEmulator], rules_templates: Path
+) -> None:
+    app, clock, emulator = live
+    path = rules_templates / "ads_rules.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "match: {flood: {messages: 8, seconds: 10}}",
+            "match: {flood: {messages: 8, seconds: 10}, repeat: {times: 3, seconds: 600}}",
+        ),
+        encoding="utf-8",
+    )
+    await app.runtime.playbooks.reload_async()
+    said = ["本周六线下沙龙报名中", "本周六 线下沙龙 报名中！", "本週六線下沙龍報名中"]
+    await post(
+        app,
+        clock,
+        *(record(f"p{n}", "wmOther", local(24, 15, n), text) for n, text in enumerate(said)),
+        record("p9", "wmOther", local(24, 15, 3), "收到"),  # short replies never count
+        record("p10", "wmOther", local(24, 15, 4), "收到"),
+        record("p11", "wmOther", local(24, 15, 5), "收到"),
+    )
+    listed = await violations(app, member_id="wmOther")
+    assert [(v["rule"], v["matcher"], v["msg_id"]) for v in listed] == [("flood", "repeat", "p2")]

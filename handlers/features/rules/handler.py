@@ -137,46 +137,60 @@ async def hits_of(
 
 
 async def window_hits(event: Message, rules: RulesSection, ctx: Context) -> list[Hit]:
-    """Flood (N messages in T seconds) and repeated text, counted from the message log
-    and what this batch has not written to it yet."""
-    assert event.chat_id
+    """Flood (N messages in T seconds) and repeated text, from one read of the member's
+    recent messages (the message log and what this batch has not written to it yet)."""
+    windows = [
+        seconds
+        for rule in rules.items
+        for seconds in (
+            rule.match.flood.seconds if rule.match.flood else None,
+            rule.match.repeat.seconds if rule.match.repeat else None,
+        )
+        if seconds is not None
+    ]
+    if not windows:
+        return []
+    recent = await recent_messages(ctx, event, event.occurred_at - timedelta(seconds=max(windows)))
+    fingerprint = text_fingerprint(event.text)
     found: list[Hit] = []
-    fingerprint: str | None = None
     for rule in rules.items:
         flood, repeat = rule.match.flood, rule.match.repeat
         if flood is not None:
             since = event.occurred_at - timedelta(seconds=flood.seconds)
-            count = await log_count(ctx, event, since)
+            count = sum(1 for at, _ in recent if at >= since)
             if count >= flood.messages:
                 found.append(Hit(rule.name, "flood", f"{flood.seconds} 秒内 {count} 条"))
                 continue
-        if repeat is not None:
-            fingerprint = fingerprint or text_fingerprint(event.text)
-            if fingerprint is None:
-                continue
+        if repeat is not None and fingerprint is not None:
             since = event.occurred_at - timedelta(seconds=repeat.seconds)
-            count = await log_count(ctx, event, since, text_hash=fingerprint)
+            count = sum(1 for at, digest in recent if at >= since and digest == fingerprint)
             if count >= repeat.times:
                 found.append(Hit(rule.name, "repeat", f"同样的内容发了 {count} 次"))
     return found
 
 
-async def log_count(
-    ctx: Context, event: Message, since: datetime, *, text_hash: str | None = None
-) -> int:
-    """The member's messages in the group from `since` to this one (not taken back)."""
+RECENT_KEPT = 1000  # more than any threshold (flood ≤ 200 messages, repeat ≤ 50 times)
+
+
+async def recent_messages(
+    ctx: Context, event: Message, since: datetime
+) -> list[tuple[datetime, str | None]]:
+    """(time, text digest) of the member's messages in the group from `since` up to this
+    one, not taken back: the log's rows and this batch's pending ones."""
     assert event.chat_id
-    query = select(func.count()).where(
-        MessageLog.chat_id == event.chat_id,
-        MessageLog.member_id == event.sender,
-        MessageLog.sent_at >= since,
-        MessageLog.sent_at <= event.occurred_at,
-        MessageLog.revoked_at.is_(None),
+    rows = await ctx.session.execute(
+        select(MessageLog.sent_at, MessageLog.text_hash)
+        .where(
+            MessageLog.chat_id == event.chat_id,
+            MessageLog.member_id == event.sender,
+            MessageLog.sent_at >= since,
+            MessageLog.sent_at <= event.occurred_at,
+            MessageLog.revoked_at.is_(None),
+        )
+        .order_by(MessageLog.sent_at.desc())
+        .limit(RECENT_KEPT)
     )
-    if text_hash is not None:
-        query = query.where(MessageLog.text_hash == text_hash)
-    stored = int((await ctx.session.execute(query)).scalar_one())
-    pending = 0
+    recent: list[tuple[datetime, str | None]] = [(at, digest) for at, digest in rows]
     if ctx.deferred is not None:  # this batch's log rows are written at its end
         for entry in ctx.deferred.actions.get(LogMessage, ()):
             assert isinstance(entry, LogMessage)
@@ -185,10 +199,9 @@ async def log_count(
                 and entry.member_id == event.sender
                 and entry.revokes is None
                 and since <= entry.at <= event.occurred_at
-                and (text_hash is None or entry.text_hash == text_hash)
             ):
-                pending += 1
-    return stored + pending
+                recent.append((entry.at, entry.text_hash))
+    return recent
 
 
 def member_name(membership: Membership | None, playbook: Playbook) -> str:
