@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import InboxItem, MessageLog, OutboxItem
+from storage.models import InboxItem, MessageLog, OutboxItem, OwnerDigest, OwnerTask, Violation
 
 PROCESSED_INBOX = ("done", "failed", "ignored")
 FINISHED_OUTBOX = ("sent", "cancelled", "failed")
@@ -144,6 +144,49 @@ async def delete_log_batch(session: AsyncSession, *, before: datetime, limit: in
     return len(result.all())
 
 
+FINISHED_DIGEST = ("sent", "skipped", "failed")
+
+
+async def delete_owner_task_batch(
+    session: AsyncSession, *, before: datetime, limit: int = BATCH
+) -> int:
+    """Owner tasks (they quote members' words) created before `before` whose digest went
+    out, then the emptied digests: kept as long as sent messages."""
+    finished = select(OwnerDigest.id).where(OwnerDigest.status.in_(FINISHED_DIGEST))
+    old = (OwnerTask.created_at < before) & (
+        OwnerTask.digest_id.is_(None) | OwnerTask.digest_id.in_(finished)
+    )
+    ids = select(OwnerTask.id).where(old).order_by(OwnerTask.id).limit(limit).scalar_subquery()
+    result = await session.execute(
+        delete(OwnerTask).where(OwnerTask.id.in_(ids)).returning(OwnerTask.id)
+    )
+    deleted = len(result.all())
+    if deleted < limit:
+        emptied = (
+            OwnerDigest.status.in_(FINISHED_DIGEST)
+            & (OwnerDigest.flushed_at < before)
+            & ~select(OwnerTask.id).where(OwnerTask.digest_id == OwnerDigest.id).exists()
+        )
+        await session.execute(delete(OwnerDigest).where(emptied))
+    return deleted
+
+
+async def delete_violation_batch(
+    session: AsyncSession, *, before: datetime, limit: int = BATCH
+) -> int:
+    """Rule hits older than `before` (kept as long as the message log)."""
+    ids = (
+        select(Violation.id)
+        .where(Violation.created_at < before)
+        .order_by(Violation.created_at)
+        .limit(limit)
+    ).scalar_subquery()
+    result = await session.execute(
+        delete(Violation).where(Violation.id.in_(ids)).returning(Violation.id)
+    )
+    return len(result.all())
+
+
 class DeleteBatch(Protocol):
     async def __call__(self, session: AsyncSession, *, before: datetime, limit: int) -> int: ...
 
@@ -153,6 +196,8 @@ class RetentionResult:
     inbox_pruned: int = 0
     outbox_deleted: int = 0
     log_deleted: int = 0
+    tasks_deleted: int = 0
+    violations_deleted: int = 0
     complete: bool = True  # False: the time budget ran out, the next run goes on
 
     def note(self) -> str:
@@ -163,6 +208,10 @@ class RetentionResult:
             parts.append(f"{self.outbox_deleted} outbox row(s) deleted")
         if self.log_deleted:
             parts.append(f"{self.log_deleted} message-log row(s) deleted")
+        if self.tasks_deleted:
+            parts.append(f"{self.tasks_deleted} owner task(s) deleted")
+        if self.violations_deleted:
+            parts.append(f"{self.violations_deleted} violation(s) deleted")
         if not self.complete:
             parts.append("more remain")
         return ", ".join(parts)
@@ -210,6 +259,10 @@ async def apply_retention(
                 return deleted
 
     result.outbox_deleted = await delete_all(delete_outbox_batch, sent_before)
+    if result.complete:
+        result.tasks_deleted = await delete_all(delete_owner_task_batch, sent_before)
     if result.complete and log_before is not None:
         result.log_deleted = await delete_all(delete_log_batch, log_before)
+    if result.complete and log_before is not None:
+        result.violations_deleted = await delete_all(delete_violation_batch, log_before)
     return result

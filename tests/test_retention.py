@@ -17,7 +17,7 @@ from bot.runtime import Runtime, build_runtime
 from bot.sandbox.emulator.server import RunningEmulator
 from handlers.core.events import MemberInfo, MemberJoined, Message, event_from_json
 from storage import inbox
-from storage.models import InboxItem, OutboxItem, ScheduledJob
+from storage.models import InboxItem, OutboxItem, OwnerDigest, OwnerTask, ScheduledJob, Violation
 from storage.retention import apply_retention, strip_event
 from tests.helpers import Clock, configured_settings
 
@@ -286,3 +286,63 @@ async def test_the_retention_job_runs_hourly_with_the_configured_windows(
         ).scalar_one()
     assert job.status == "idle" and job.due_at == NOW + timedelta(hours=1)
     assert job.last_result == "1 inbox payload(s) pruned, 1 outbox row(s) deleted"
+
+
+async def test_owner_tasks_go_with_sent_messages_and_violations_with_the_log(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    old, recent = NOW - timedelta(days=100), NOW - timedelta(days=10)
+    async with sessions() as session, session.begin():
+        sent = OwnerDigest(recipient="owner1", status="sent", due_at=old, flushed_at=old)
+        waiting = OwnerDigest(recipient="owner2", status="open", due_at=old, opened_at=old)
+        session.add_all([sent, waiting])
+        await session.flush()
+        for n, (digest, created) in enumerate(
+            [(sent, old), (sent, old), (waiting, old), (sent, recent)]
+        ):
+            session.add(
+                OwnerTask(
+                    recipient=digest.recipient,
+                    chat_id="wrG",
+                    origin="rule_report",
+                    summary="小李的原话",
+                    dedup_key=f"k{n}",
+                    digest_id=digest.id,
+                    created_at=created,
+                )
+            )
+        for n, created in enumerate((NOW - timedelta(days=500), recent)):
+            session.add(
+                Violation(
+                    chat_id="wrG",
+                    member_id="wmA",
+                    rule="ads",
+                    family="ads",
+                    step="remind",
+                    status="taken",
+                    matcher="link",
+                    evidence="x.com",
+                    source_id=f"inbox:{n}",
+                    created_at=created,
+                )
+            )
+    result = await apply_retention(
+        sessions,
+        raw_before=RAW_BEFORE,
+        sent_before=SENT_BEFORE,
+        log_before=NOW - timedelta(days=400),
+        batch=1,
+    )
+    assert (result.tasks_deleted, result.violations_deleted) == (2, 1) and result.complete
+    async with sessions() as session:
+        tasks = list((await session.execute(select(OwnerTask))).scalars())
+        digests = list((await session.execute(select(OwnerDigest.recipient))).scalars())
+        violations = list((await session.execute(select(Violation.created_at))).scalars())
+    # A task still waiting for its digest is kept, and so is its digest; the sent
+    # digest stays while one recent task points at it.
+    assert sorted((t.recipient, t.created_at) for t in tasks) == [
+        ("owner1", recent),
+        ("owner2", old),
+    ]
+    assert sorted(digests) == ["owner1", "owner2"]
+    assert violations == [recent]

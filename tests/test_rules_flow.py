@@ -367,7 +367,7 @@ async def test_in_a_customer_group_the_ad_becomes_one_owner_task(
 async def test_the_same_text_three_times_is_a_repeat_even_with_tricks(
     live: tuple[LiveApp, Clock, RunningEmulator], rules_templates: Path
 ) -> None:
-    app, clock, emulator = live
+    app, clock, _ = live
     path = rules_templates / "ads_rules.yaml"
     path.write_text(
         path.read_text(encoding="utf-8").replace(
