@@ -43,6 +43,16 @@ class Outcome:
     after_commit: FollowUp | None = None
 
 
+def flushed(row: Any, *, status: str, note: str, queued: list[int], now: datetime) -> Outcome:
+    """Record on a batch row (welcome batch, owner digest) how its flush went, and say
+    so to the engine."""
+    row.status = status
+    row.flushed_at = now
+    row.note = note
+    row.outbox_id = queued[0] if queued else None
+    return Outcome(status, note, tuple(queued))
+
+
 @dataclass(frozen=True)
 class DueContext:
     """What every kind may read: `at` is the instant judged (a `tick --at` may look

@@ -16,6 +16,7 @@ from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.features.rules.review import ReviewConflict, decide_confirm, decide_overturn
 from handlers.features.rules.violations import (
+    RuleStats,
     ViolationFilter,
     list_violations,
     review_queue,
@@ -57,17 +58,6 @@ class ReviewItem(ViolationOut):
 
 class OverturnIn(BaseModel):
     reason: str = Field(default="", max_length=500, description="why (kept with the record)")
-
-
-class RuleStatsOut(BaseModel):
-    rule: str
-    hits: int
-    taken: int
-    dry_run: int
-    held: int
-    overturned: int
-    appealed: int
-    overturn_rate: float  # overturned / (taken + overturned): high means tune the rule
 
 
 def _out(violation: Violation) -> ViolationOut:
@@ -184,27 +174,14 @@ async def get_review(
     ]
 
 
-@router.get("/rules/stats", response_model=list[RuleStatsOut])
+@router.get("/rules/stats", response_model=list[RuleStats])
 async def get_rule_stats(
     runtime: RuntimeDep,
     session: SessionDep,
     chat_id: str | None = None,
     since: Annotated[date | None, Query(description="from this day on (BOT_TIMEZONE)")] = None,
-) -> list[RuleStatsOut]:
+) -> list[RuleStats]:
     """Hits and overturns per rule, to tune rules that misjudge."""
-    stats = await rule_stats(
+    return await rule_stats(
         session, chat_id=chat_id, since=_day_start(since, runtime) if since else None
     )
-    return [
-        RuleStatsOut(
-            rule=s.rule,
-            hits=s.hits,
-            taken=s.taken,
-            dry_run=s.dry_run,
-            held=s.held,
-            overturned=s.overturned,
-            appealed=s.appealed,
-            overturn_rate=s.overturn_rate,
-        )
-        for s in stats
-    ]

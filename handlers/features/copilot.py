@@ -25,7 +25,7 @@ from handlers.channels.registry import PRIVATE_INTERNAL
 from handlers.core.actions import Action, DueDecision
 from handlers.core.context import Context
 from handlers.core.executor import Executor
-from scheduler.engine import DueContext, DueKind, Outcome
+from scheduler.engine import DueContext, DueKind, Outcome, flushed
 from storage import outbox
 from storage.db import insert_for
 from storage.models import Group, OwnerDigest, OwnerTask
@@ -285,12 +285,13 @@ class OwnerDigestKind(DueKind):
             playbooks=ctx.playbooks,
             source_id=f"{ORIGIN}:{digest.id}",
         )
-        status = "sent" if effects.queued else "skipped"
-        digest.status = status
-        digest.flushed_at = ctx.now
-        digest.note = "; ".join([decision.reason, *effects.notes])
-        digest.outbox_id = effects.queued[0] if effects.queued else None
-        return Outcome(status, digest.note, tuple(effects.queued))
+        return flushed(
+            digest,
+            status="sent" if effects.queued else "skipped",
+            note="; ".join([decision.reason, *effects.notes]),
+            queued=effects.queued,
+            now=ctx.now,
+        )
 
     def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
         return {"status": "failed", "flushed_at": ctx.now, "note": error}

@@ -37,7 +37,7 @@ from handlers.core.actions import (
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined
 from handlers.core.executor import Executor
-from scheduler.engine import DueContext, DueKind, Outcome
+from scheduler.engine import DueContext, DueKind, Outcome, flushed
 from storage.members import memberships_of
 from storage.models import Group, Membership, WelcomeBatch
 
@@ -344,11 +344,8 @@ class WelcomeBatchKind(DueKind):
         )
         notes = [decision.reason, *effects.notes]
         status = decision.status if effects.queued or decision.status != "sent" else "skipped"
-        batch.status = status
-        batch.flushed_at = ctx.now
-        batch.note = "; ".join(n for n in notes if n and n != "sent") or decision.reason
-        batch.outbox_id = effects.queued[0] if effects.queued else None
-        return Outcome(status, batch.note, tuple(effects.queued))
+        note = "; ".join(n for n in notes if n and n != "sent") or decision.reason
+        return flushed(batch, status=status, note=note, queued=effects.queued, now=ctx.now)
 
     def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
         return {"status": "failed", "flushed_at": ctx.now, "note": error}

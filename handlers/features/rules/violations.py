@@ -9,9 +9,10 @@ member to the step before, with nothing else to undo.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
+from pydantic import BaseModel, computed_field
 from sqlalchemy import ColumnElement, Table, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -230,8 +231,9 @@ async def review_queue(
     return [(reason, v) for v in rows if (reason := review_reason(v)) is not None]
 
 
-@dataclass(frozen=True)
-class RuleStats:
+class RuleStats(BaseModel):
+    """Per rule: what it hit and how often admins overturned it (for tuning)."""
+
     rule: str
     hits: int
     taken: int
@@ -240,8 +242,10 @@ class RuleStats:
     overturned: int
     appealed: int
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def overturn_rate(self) -> float:
+        """overturned / (taken + overturned): high means the rule misjudges."""
         acted = self.taken + self.overturned
         return round(self.overturned / acted, 4) if acted else 0.0
 
@@ -267,12 +271,17 @@ async def rule_stats(
         query = query.where(Violation.created_at >= since)
     rows = await session.execute(query.order_by(Violation.rule))
     return [
-        RuleStats(str(rule), *(int(value or 0) for value in values)) for rule, *values in rows.all()
+        RuleStats(
+            rule=str(rule),
+            hits=int(hits),
+            taken=int(taken or 0),
+            dry_run=int(dry_run or 0),
+            held=int(held or 0),
+            overturned=int(overturned or 0),
+            appealed=int(appealed or 0),
+        )
+        for rule, hits, taken, dry_run, held, overturned, appealed in rows.all()
     ]
-
-
-def ttl_window(at: datetime, days: int) -> datetime:
-    return at - timedelta(days=days)
 
 
 def register(executor: Executor) -> None:
