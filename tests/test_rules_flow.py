@@ -14,31 +14,23 @@ import pytest
 
 from bot.sandbox.emulator.server import RunningEmulator
 from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
+from tests.test_playbooks_rules import SPEC_EXAMPLE
 
 GROUP = "wrAds"
 AD = "低价代理，加我微信 abc12345 了解一下"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-RULES_PLAYBOOK = """\
+# The SPEC §7 example rules, for the two groups these tests use.
+RULES_PLAYBOOK = (
+    """\
 name: ads_rules
 extends: default
 applies_to: {chat_ids: [wrAds, wrCustomer]}
 copilot: {operators: [yunying1]}
 touch_sequence: {enabled: false}
-rules:
-  dry_run: false
-  warning_ttl_days: 14
-  appeal_word: 申诉
-  ladder: [remind, warn, report]
-  exempt_roles: [owner, admin, staff, 讲师]
-  items:
-    - name: ads
-      match: {keywords: ["加我微信", "低价代理"], links: true, weapp: true}
-      allow_windows: [{days: [fri], start: "20:00", end: "21:00"}]
-    - name: flood
-      match: {flood: {messages: 8, seconds: 10}}
-  raid_guard: {joins: 20, seconds: 60}
 """
+    + SPEC_EXAMPLE
+)
 
 
 def local(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
