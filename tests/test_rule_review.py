@@ -98,3 +98,27 @@ def test_an_overturned_violation_cannot_be_overturned_or_confirmed() -> None:
 )
 def test_the_appeal_word_starts_the_message(text: str, expected: bool) -> None:
     assert is_appeal(text, "申诉") is expected
+
+
+def test_remove_happens_only_in_a_group_the_app_created() -> None:
+    from handlers.core.events import Message
+    from handlers.features.rules.handler import deliver
+    from handlers.features.rules.texts import story
+    from handlers.features.rules.violations import RemoveMember
+
+    assert PLAYBOOK.rules is not None
+    told = story(
+        PLAYBOOK.rules, PLAYBOOK.rules.items[0], matcher="link", evidence="x.com", text="x.com",
+        member_name="小李", group_name="交流群", count=4,
+    )  # fmt: skip
+    event = Message(source="archive", chat_id="wrG", occurred_at=T0, sender="wmA", text="x.com")
+    in_app_group = deliver("remove", told, event, group("appchat"), PLAYBOOK, MEMBER)
+    assert [type(a).__name__ for a in in_app_group] == [
+        "QueueGroupText",
+        "RemoveMember",
+        "AssignOwnerTask",
+    ]
+    assert RemoveMember("wrG", "wmA") in in_app_group
+    elsewhere = deliver("remove", told, event, group("webhook"), PLAYBOOK, MEMBER)
+    assert [type(a).__name__ for a in elsewhere] == ["AssignOwnerTask"]
+    assert isinstance(elsewhere[0], AssignOwnerTask) and "手动移出" in elsewhere[0].summary

@@ -380,3 +380,63 @@ async def test_the_same_text_three_times_is_a_repeat_even_with_tricks(
     )
     listed = await violations(app, member_id="wmOther")
     assert [(v["rule"], v["matcher"], v["msg_id"]) for v in listed] == [("flood", "repeat", "p2")]
+
+
+APP_RULES = """\
+name: app_rules
+extends: default
+applies_to: {chat_ids: [wrApp]}
+copilot: {operators: [yunying1]}
+touch_sequence: {enabled: false}
+rules:
+  min_step_seconds: 0
+  ladder: [remind, warn, report, remove]
+  exempt_roles: [owner]
+  items:
+    - name: ads
+      title: 不发广告
+      match: {keywords: ["低价代理"]}
+"""
+
+
+async def test_only_a_group_the_app_created_removes_and_an_overturn_asks_to_bring_back(
+    live: tuple[LiveApp, Clock, RunningEmulator], rules_templates: Path
+) -> None:
+    app, clock, emulator = live
+    (rules_templates / "app_rules.yaml").write_text(APP_RULES, encoding="utf-8")
+    await app.runtime.playbooks.reload_async()
+    response = await app.http.put(
+        "/admin/groups/wrApp", headers=AUTH, json={"name": "内部群", "channel": {"type": "appchat"}}
+    )
+    assert response.status_code == 200
+    before = last_seq(emulator)
+    await post(
+        app,
+        clock,
+        *(record(f"z{n}", "zhaoliu", local(24, 15, n), AD, room="wrApp") for n in range(4)),
+    )
+    clock.advance(30)
+    await settle(app)
+    apis = [(api, target) for api, target, _ in sent(emulator, before)]
+    assert ("message/send", "zhaoliu") in apis  # remind: an app message
+    assert apis.count(("appchat/send", "wrApp")) == 2  # warn, then the removal notice
+    assert ("appchat/update", "wrApp") in apis
+    [update] = [body for api, _, body in sent(emulator, before) if api == "appchat/update"]
+    assert update["del_user_list"] == ["zhaoliu"]
+    steps = [(v["step"], v["status"]) for v in await violations(app, chat_id="wrApp")]
+    assert steps == [("remove", "taken"), ("report", "taken"), ("warn", "taken"),
+                     ("remind", "taken")]  # fmt: skip
+
+    # Overturning the removal: the owner is asked to bring the member back.
+    removal = (await violations(app, chat_id="wrApp"))[0]
+    before = last_seq(emulator)
+    overturned = await app.http.post(f"/admin/violations/{removal['id']}/overturn", headers=AUTH)
+    assert overturned.status_code == 200
+    clock.advance(400)
+    await settle(app)
+    asks = [
+        body["text"]["content"]
+        for api, _, body in sent(emulator, before)
+        if api == "message/send" and "拉回群" in body["text"]["content"]
+    ]
+    assert asks

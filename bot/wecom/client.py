@@ -217,6 +217,12 @@ class WeComClient:
             raise ValueError("appchat/send needs a chatid in the message")
         return await self.call("POST", "/cgi-bin/appchat/send", json=message, retries=retries)
 
+    async def appchat_update(self, body: JSONDict, *, retries: int | None = None) -> JSONDict:
+        """Change an app-created group (add_user_list / del_user_list)."""
+        if not body.get("chatid"):
+            raise ValueError("appchat/update needs a chatid")
+        return await self.call("POST", "/cgi-bin/appchat/update", json=body, retries=retries)
+
     async def message_send(self, message: JSONDict, *, retries: int | None = None) -> JSONDict:
         body = dict(message)
         if "agentid" not in body:

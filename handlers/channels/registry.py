@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.channels.appchat import AppchatChannel
+from handlers.channels.appchat_members import AppchatMembersChannel
 from handlers.channels.base import (
     CannotPost,
     Capabilities,
@@ -25,8 +26,10 @@ GROUP_CHANNELS: dict[str, GroupChannel] = {
 }
 PRIVATE_INTERNAL = PrivateInternalChannel()
 PRIVATE_CUSTOMER = PrivateCustomerChannel()
+APPCHAT_MEMBERS = AppchatMembersChannel()
 CHANNELS: dict[str, Channel] = {
     **GROUP_CHANNELS,
+    APPCHAT_MEMBERS.name: APPCHAT_MEMBERS,
     PRIVATE_INTERNAL.name: PRIVATE_INTERNAL,
     PRIVATE_CUSTOMER.name: PRIVATE_CUSTOMER,
 }

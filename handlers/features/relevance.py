@@ -20,7 +20,11 @@ async def unwanted_reason(session: AsyncSession, item: OutboxItem) -> str | None
     if item.member_id is None or item.chat_id is None:
         return None  # a message to the whole group, not about one member
     membership = await get_membership(session, item.chat_id, item.member_id)
-    if membership is None or membership.left_at is not None:
+    if membership is None:
+        # Never seen joining (in the group before the bot watched, or an internal group
+        # whose joins WeCom does not report) but seen speaking: present as far as we know.
+        return None
+    if membership.left_at is not None:
         return "member left the group"
     if membership.opted_out and item.origin in STOPPED_BY_OPT_OUT:
         return "member opted out"

@@ -16,6 +16,7 @@ WeCom's global error-code list; the client treats every one as permanent):
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -73,6 +74,21 @@ def appchat_send(state: EmulatorState, query: Mapping[str, str], body: JSONDict)
         raise ApiError(86001)
     validate_message(body, APPCHAT_RULES)
     state.record("appchat/send", chatid, body)
+    return {}
+
+
+def appchat_update(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    """An app-created group's members change (the service removes members with it)."""
+    chatid = body.get("chatid")
+    if not isinstance(chatid, str) or not chatid:
+        raise ApiError(86001)
+    removed = body.get("del_user_list") or []
+    if not isinstance(removed, list) or not all(isinstance(u, str) for u in removed):
+        raise ApiError(40058)
+    state.record("appchat/update", chatid, body)
+    for userid in removed:
+        with contextlib.suppress(KeyError):  # a group the emulator does not list
+            state.remove_member(chatid, userid)
     return {}
 
 

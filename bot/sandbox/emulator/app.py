@@ -39,6 +39,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/cgi-bin/gettoken", "gettoken", apis.gettoken, needs_token=False),
     Endpoint("POST", "/cgi-bin/webhook/send", "webhook/send", apis.webhook_send, False),
     Endpoint("POST", "/cgi-bin/appchat/send", "appchat/send", apis.appchat_send),
+    Endpoint("POST", "/cgi-bin/appchat/update", "appchat/update", apis.appchat_update),
     Endpoint("POST", "/cgi-bin/message/send", "message/send", apis.message_send),
     Endpoint("POST", "/cgi-bin/externalcontact/groupchat/get", "groupchat/get", apis.groupchat_get),
     Endpoint(

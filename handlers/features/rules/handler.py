@@ -45,6 +45,7 @@ from handlers.features.rules.violations import (
     TAKEN,
     MarkAppealed,
     RecordViolation,
+    RemoveMember,
     StartRaidGuard,
     active_raid,
     appealable,
@@ -55,6 +56,8 @@ from storage.members import get_membership
 from storage.models import Group, Membership, MessageLog, Violation
 
 RAID_RULE = "raid_guard"
+# Groups the platform lets the bot remove members from: those the app created.
+REMOVABLE_IN = frozenset({"appchat"})
 _RAID_MATCHER = RuleMatcher((RuleSpec(RAID_RULE, links=True, contact=True),))
 
 
@@ -336,7 +339,19 @@ def deliver(
                 member_id=member,
             )
         ]
-    # report, and remove: the bot never removes anyone on its own; a person decides.
+    if step == "remove" and group.channel_type in REMOVABLE_IN:
+        return [
+            QueueGroupText(group.chat_id, texts.remove_notice(story), "rule_remove"),
+            RemoveMember(group.chat_id, member),
+            copilot.assign(
+                group,
+                playbook,
+                origin="rule_remove",
+                summary=texts.removed_summary(story),
+                member_id=member,
+            ),
+        ]
+    # report, and remove where WeCom does not let the bot: a person decides.
     summary = texts.remove_summary(story) if step == "remove" else texts.report_summary(story)
     return [
         copilot.assign(group, playbook, origin=f"rule_{step}", summary=summary, member_id=member)

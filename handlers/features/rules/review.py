@@ -49,13 +49,27 @@ def decide_overturn(
     if violation.status == OVERTURNED:
         raise ReviewConflict(f"violation {violation.id} is already overturned")
     actions: list[Action] = [MarkOverturned(violation.id, reason)]
+    if violation.status == "taken" and violation.step == "remove" and group and playbook:
+        name = (membership.name if membership is not None else None) or playbook.neutral_name
+        title = _title(playbook, violation.rule)
+        return [
+            *actions,
+            copilot.assign(
+                group,
+                playbook,
+                origin="rule_overturn",
+                summary=f"管理员撤销了对 {name} 的群规「{title}」处理（{reason or '误判'}）。"
+                "TA 已被移出群聊：请把 TA 拉回群，并把下面这段发给 TA：",
+                paste_text=texts.overturn_text(name, group_vars(group)["name"], title),
+                member_id=violation.member_id,
+                key=f"overturn:{violation.id}",
+            ),
+        ]
     if violation.status != "taken" or violation.step not in ("remind", "warn"):
         return [*actions, Note("the member was not told about it; nothing to take back")]
     if group is None or playbook is None:
         return [*actions, Note(f"no group {violation.chat_id}; the member is not told")]
-    rules = playbook.rules
-    rule = next((r for r in (rules.items if rules else ()) if r.name == violation.rule), None)
-    title = rule.display_title if rule is not None else violation.rule
+    title = _title(playbook, violation.rule)
     name = (membership.name if membership is not None else None) or playbook.neutral_name
     private = texts.overturn_text(name, group_vars(group)["name"], title)
     key = f"overturn:{violation.id}"
@@ -89,6 +103,13 @@ def decide_overturn(
         )
     )
     return actions
+
+
+def _title(playbook: Playbook, rule_name: str) -> str:
+    """The rule's name as members read it (the playbook may have changed since)."""
+    rules = playbook.rules
+    rule = next((r for r in (rules.items if rules else ()) if r.name == rule_name), None)
+    return rule.display_title if rule is not None else rule_name
 
 
 def decide_confirm(violation: Violation) -> list[Action]:

@@ -111,6 +111,22 @@ def remove_summary(s: HitStory) -> str:
     )
 
 
+def remove_notice(s: HitStory) -> str:
+    """Said in the group before the bot removes someone (only in groups the app created)."""
+    return (
+        f"{s.member_name} 在 {s.ttl_days} 天内第 {s.count} 次碰到群规「{s.rule_title}」"
+        f"（{s.explain}），之前已私下和在群里提醒过，按群规移出本群。如有误会，请联系群主。"
+    )
+
+
+def removed_summary(s: HitStory) -> str:
+    return (
+        f"已按群规把 {s.member_name} 移出群聊：{s.ttl_days} 天内第 {s.count} 次碰到"
+        f"「{s.rule_title}」（{s.evidence}），原话：「{s.excerpt}」。"
+        "如是误判，在管理后台撤销这条记录，再把 TA 拉回群。"
+    )
+
+
 def remind_task(s: HitStory) -> str:
     return (
         f"请私下提醒 {s.member_name}：TA 的消息（{s.evidence}，原话：「{s.excerpt}」）"

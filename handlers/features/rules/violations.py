@@ -16,10 +16,12 @@ from pydantic import BaseModel, computed_field
 from sqlalchemy import ColumnElement, Table, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.channels.registry import APPCHAT_MEMBERS
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.executor import Executor
 from handlers.features.rules.decide import PastStep
+from storage import outbox
 from storage.db import insert_for
 from storage.models import RaidGuardState, Violation
 
@@ -55,6 +57,24 @@ class StartRaidGuard(Action):
     started_at: datetime
     until: datetime
     joins: int
+
+
+@dataclass(frozen=True)
+class RemoveMember(Action):
+    """Take a member out of a group the app created (the only kind it may change)."""
+
+    chat_id: str
+    member_id: str
+    origin: str = "rule_remove"
+
+
+async def apply_remove(action: RemoveMember, ctx: Context) -> None:
+    key = f"{ctx.source_id}:{action.origin}:{action.member_id}" if ctx.source_id else None
+    message = APPCHAT_MEMBERS.removal(
+        chat_id=action.chat_id, member_id=action.member_id, origin=action.origin, dedup_key=key
+    )
+    ctx.queued.append((await outbox.enqueue(ctx.session, message, now=ctx.now)).id)
+    ctx.note(f"{action.member_id} to be removed from {action.chat_id}")
 
 
 async def apply_record(action: RecordViolation, ctx: Context) -> None:
@@ -288,3 +308,4 @@ def register(executor: Executor) -> None:
     executor.register(RecordViolation, apply_record)
     executor.register(MarkAppealed, apply_appealed)
     executor.register(StartRaidGuard, apply_raid)
+    executor.register(RemoveMember, apply_remove)
