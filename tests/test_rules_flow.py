@@ -126,7 +126,7 @@ async def test_the_ladder_windows_exemptions_expiry_and_overturn(
     body = first[0][2]
     assert body["chat_type"] == "single" and private_to(body) == ["wmAd"]
     text = body["text"]["content"]
-    assert "广告哥" in text and "ads" in text and "申诉" in text and "低价代理" in text
+    assert "广告哥" in text and "不发广告" in text and "申诉" in text and "低价代理" in text
 
     # Five minutes later the second: a public warning in the group.
     before = last_seq(emulator)
@@ -341,7 +341,7 @@ async def test_in_a_customer_group_the_ad_becomes_one_owner_task(
     by_person = {target: body["text"]["content"] for _, target, body in out}
     assert set(by_person) == {"owner1", "yunying1"}
     task = by_person["owner1"]
-    assert "买家小李" in task and "ads" in task and "低价代理" in task and "VIP 客户群" in task
+    assert "买家小李" in task and "不发广告" in task and "低价代理" in task and "VIP 客户群" in task
     assert "可直接复制" in task  # the reminder, ready to paste
 
     # A second ad a minute later: recorded, batched into the next digest, not sent now.

@@ -22,6 +22,21 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 Step = Literal["remind", "warn", "report", "remove"]
 
 
+# Members should never read 群规「ads」: the names operators usually give, in Chinese.
+USUAL_TITLES = {
+    "ads": "不发广告",
+    "ad": "不发广告",
+    "spam": "不发广告",
+    "links": "不乱发链接",
+    "link": "不乱发链接",
+    "flood": "不刷屏",
+    "repeat": "不重复刷屏",
+    "contact": "不留联系方式拉私聊",
+    "weapp": "不转发小程序",
+    "card": "不推名片",
+}
+
+
 class AllowWindow(DailySpan):
     """A weekly window in which the rule does not apply (快闪集市: ads welcome)."""
 
@@ -117,7 +132,7 @@ class Rule(StrictModel):
         default=None,
         min_length=1,
         max_length=30,
-        description="给成员看的规则名，如「不发广告」（默认用 name）",
+        description="给成员看的规则名，如「不发广告」（ads、flood 等常见 name 自带中文名）",
     )
     explain: str | None = Field(
         default=None,
@@ -149,7 +164,9 @@ class Rule(StrictModel):
 
     @property
     def display_title(self) -> str:
-        return self.title or self.name
+        """What members read: the title, else a Chinese name for the usual rule names
+        (the SPEC's `ads`, `flood`), else the name itself."""
+        return self.title or USUAL_TITLES.get(self.name.casefold(), self.name)
 
 
 class RaidGuard(StrictModel):
