@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -24,7 +25,7 @@ from bot.api import (
     health,
 )
 from bot.config.settings import SANDBOX_API_PATH, Settings
-from bot.datafiles import sandbox_admin_token, sandbox_log_path
+from bot.datafiles import sandbox_admin_token, sandbox_archive_path, sandbox_log_path
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.sandbox.emulator import EmulatorState, create_emulator_app
 from bot.timefmt import DisplayZoneMiddleware
@@ -67,6 +68,8 @@ def create_app(
     if settings.sandbox:
         emulator = EmulatorState()
         emulator.load_log(sandbox_log_path(settings))
+        emulator.load_archive(sandbox_archive_path(settings))
+        emulator.start_archive_at(int(time.time() * 1000))
         emulator_app = create_emulator_app(emulator)
 
     @asynccontextmanager

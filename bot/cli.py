@@ -273,9 +273,16 @@ def simulate_message(
         str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
     ] = DEMO_CHAT,
     private: Annotated[bool, typer.Option(help="a 1:1 message to the app instead")] = False,
+    at_bot: Annotated[
+        bool,
+        typer.Option(
+            "--at-bot", help="an @-mention of the 智能机器人 instead of an archived group message"
+        ),
+    ] = False,
     url: Annotated[str | None, typer.Option(help=URL_HELP, envvar="WECOM_BOT_URL")] = None,
 ) -> None:
-    """A message: in a group as an @-mention of the 智能机器人, or privately to the app."""
+    """A member writes in a group: a 会话内容存档 record the server's archive puller reads
+    (sandbox), or with --at-bot an @-mention of the 智能机器人; --private: to the app."""
     import secrets
 
     from bot.sandbox.simulate import aibot_text_json, app_text_xml, sign_json, sign_xml
@@ -296,7 +303,7 @@ def simulate_message(
         answer = _post_callback(
             settings, target, "/wecom/callback", signed.params, signed.body, "text/xml"
         )
-    else:
+    elif at_bot:
         crypto = WeComCrypto(settings.callback_token, settings.aes_key, "")
         payload = aibot_text_json(
             chat_id=chat, sender=member, content=f"@bot {text}", msg_id=secrets.token_hex(12)
@@ -310,7 +317,57 @@ def simulate_message(
             signed.body,
             "application/json",
         )
+    else:
+        seq = _archive_message(settings, target, chat=chat, member=member, text=text)
+        answer = f"archived as seq {seq}; msgaudit_notify: {_archive_notify(settings, target)}"
     typer.echo(f"message from {member}: {answer or 'ok'}")
+
+
+def _archive_message(
+    settings: Settings, target: ServerTarget, *, chat: str, member: str, text: str
+) -> int:
+    """Put a group message into the emulator's 会话内容存档 (the running sandbox's, or
+    the one at WECOM_API_BASE with ARCHIVE_SOURCE=emulator); returns its seq."""
+    import secrets
+
+    import httpx
+
+    from bot.config.settings import SANDBOX_API_PATH
+    from bot.sandbox.simulate import archive_text_record
+
+    if settings.sandbox:
+        base = target.url + SANDBOX_API_PATH
+    elif settings.archive_source == "emulator":
+        base = settings.wecom_api_base
+    else:
+        raise _fail(
+            "a group message goes into WeCom's archive, which only the sandbox emulator lets "
+            "us write; use --at-bot, or POST decrypted records to /wecom/archive"
+        )
+    record = archive_text_record(
+        chat_id=chat, sender=member, content=text, msg_id=f"sim_{secrets.token_hex(12)}"
+    )
+    endpoint = f"{base}/_emulator/archive"
+    try:
+        response = httpx.post(endpoint, json={"records": [record]}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise _unreachable(settings, target, endpoint, exc) from None
+    if response.status_code != 201:
+        raise _fail(f"{endpoint} answered {response.status_code}: {response.text[:300]}")
+    return int(response.json()[0]["seq"])
+
+
+def _archive_notify(settings: Settings, target: ServerTarget) -> str:
+    """The signed msgaudit_notify WeCom sends when there is something to pull."""
+    from bot.sandbox.simulate import msgaudit_notify_xml, sign_xml
+    from bot.wecom.crypto import WeComCrypto
+
+    crypto = WeComCrypto(settings.callback_token, settings.aes_key, settings.corp_id)
+    xml = msgaudit_notify_xml(corp_id=settings.corp_id, agent_id=settings.agent_id)
+    signed = sign_xml(crypto, xml, agent_id=str(settings.agent_id))
+    return _post_callback(
+        settings, target, "/wecom/callback", signed.params, signed.body, "text/xml"
+    )
 
 
 def _parse_at(value: str, tz: Any) -> datetime:

@@ -30,6 +30,11 @@ def sandbox_log_path(settings: Settings) -> Path:
     return data_path(settings, ".sandbox-sent.jsonl")
 
 
+def sandbox_archive_path(settings: Settings) -> Path:
+    """The sandbox emulator's 会话内容存档, kept across restarts so seq numbers go on."""
+    return data_path(settings, ".sandbox-archive.jsonl")
+
+
 def server_record_path(settings: Settings) -> Path:
     """Where a running `serve` says where it listens, for `simulate`, `tick`, `sandbox sent`."""
     return data_path(settings, ".server.json")

@@ -58,3 +58,20 @@ class Metrics:
             ["loop"],
             registry=self.registry,
         )
+        self.archive_pulls = Counter(
+            "wecom_archive_pulls_total",
+            "Archive pulls by result (ok, error, busy: another replica held the lease)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.archive_records = Counter(
+            "wecom_archive_records_total",
+            "Pulled archive records by result (accepted, ignored, duplicate, error)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.archive_cursor = Gauge(
+            "wecom_archive_cursor_seq",
+            "The archive seq this replica last stored up to",
+            registry=self.registry,
+        )

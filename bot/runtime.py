@@ -22,6 +22,9 @@ from bot.config.playbooks import PlaybookSet, PlaybookStore
 from bot.config.settings import Settings
 from bot.directory import GroupDirectory, GroupSnapshot
 from bot.metrics import Metrics
+from bot.sources.archive_pull.emulator import EmulatorArchiveSource
+from bot.sources.archive_pull.puller import PULL_LOOP, ArchivePuller
+from bot.sources.archive_pull.source import ArchiveSource
 from bot.sources.group_commit import InboxWriter
 from bot.wecom.client import WeComClient
 from bot.welcome_templates import sync_welcome_templates
@@ -36,7 +39,7 @@ from handlers.features.touch import close_finished_enrollments
 from handlers.wiring import build_features
 from scheduler.engine import DueContext, DueEngine, DueReport
 from scheduler.periodic import PeriodicJob, PeriodicKind, make_due_now
-from storage import db, inbox, outbox
+from storage import archive_cursor, db, inbox, outbox
 from storage.inbox_append import InboxAppender, appender_for
 from storage.models import WelcomeBatch
 from storage.retention import apply_retention
@@ -67,6 +70,7 @@ class Runtime:
     metrics: Metrics
     clock: Callable[[], datetime] = utc_now
     executor: Executor = field(default_factory=Executor)  # for admin actions (overturn …)
+    puller: ArchivePuller | None = None  # SPEC §10: with an archive secret, or in sandbox
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     health: LoopHealth = field(default_factory=lambda: LoopHealth(utc_now))
@@ -170,6 +174,10 @@ class Runtime:
             if self.engine.dialect.name == "sqlite":
                 released = await outbox.release_leases(session, holder_is_gone=holder_is_gone)
                 released += await inbox.release_leases(session, holder_is_gone=holder_is_gone)
+                if self.puller is not None and await archive_cursor.release_dead_holder(
+                    session, self.puller.name, holder_is_gone=holder_is_gone
+                ):
+                    released += 1
                 if released:
                     log.info("released %d claim(s) left by a previous run", released)
             woken = await outbox.wake_network_failures(session, now=now)
@@ -179,6 +187,11 @@ class Runtime:
     async def ping_db(self) -> None:
         async with self.sessions() as session:
             await session.execute(text("SELECT 1"))
+
+    def wake_archive(self) -> None:
+        """A msgaudit_notify callback: pull the archive now (no-op when not pulling)."""
+        if self.puller is not None:
+            self.puller.wake()
 
     def after_inbox_round(self, outcome: BatchOutcome) -> None:
         """Wake only what the batch gave work to: a batch of plain chat messages costs
@@ -242,6 +255,10 @@ class Runtime:
             self.dispatcher.run_forever(self.stop_event),
             self._supervised("playbook watcher", lambda: self.playbooks.watch(self.stop_event)),
         ]
+        puller = self.puller
+        if puller is not None:
+            puller.health = self.health
+            loop_tasks.append(self._supervised(PULL_LOOP, lambda: puller.run(self.stop_event)))
         self.tasks = [asyncio.create_task(coro) for coro in loop_tasks]
 
     async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -274,6 +291,8 @@ class Runtime:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.puller is not None:
+            await self.puller.aclose()
         await self.client.aclose()
         await self.appender.aclose()
         await self.engine.dispose()
@@ -295,6 +314,26 @@ def default_channel_for(
         return "customer_group", {}
 
     return choose
+
+
+def archive_source_for(
+    settings: Settings, *, api_base: str, http: httpx.AsyncClient | None
+) -> ArchiveSource | None:
+    """SPEC §10: the emulator's archive in sandbox (or when asked for), else Tencent's SDK."""
+    if not settings.archive_pulling:
+        return None
+    if settings.sandbox or settings.archive_source == "emulator":
+        return EmulatorArchiveSource(
+            api_base=api_base, corp_id=settings.corp_id, secret=settings.archive_secret, http=http
+        )
+    from bot.sources.archive_pull.sdk import SdkArchiveSource  # the optional extra's world
+
+    return SdkArchiveSource(
+        corp_id=settings.corp_id,
+        secret=settings.archive_secret,
+        keys=settings.archive_keys(),
+        proxy=settings.wecom_archive_proxy,
+    )
 
 
 async def build_runtime(
@@ -358,6 +397,18 @@ async def build_runtime(
         clock=clock,
         executor=features.executor,
     )
+    source = archive_source_for(settings, api_base=api_base, http=http)
+    if source is not None:
+        runtime.puller = ArchivePuller(
+            source,
+            sessions,
+            appender,
+            metrics=metrics,
+            clock=clock,
+            interval=settings.archive_pull_seconds,
+            lease=timedelta(seconds=settings.archive_lease_seconds),
+            on_stored=processor.wake,
+        )
     periodic = PeriodicKind(runtime.periodic_jobs(), sessions, clock)
     runtime.engine_items = DueEngine(features.due_kinds)
     runtime.engine_all = DueEngine([*features.due_kinds, periodic])

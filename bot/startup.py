@@ -14,7 +14,14 @@ from storage.db import make_engine, upgrade
 
 
 async def preflight(settings: Settings) -> str | None:
-    """One line naming what is wrong, or None: migrations applied, playbooks valid."""
+    """One line naming what is wrong, or None: migrations applied, playbooks valid,
+    the archive SDK installed when the archive is to be pulled with it."""
+    if settings.archive_pulling and not settings.sandbox and settings.archive_source == "sdk":
+        from bot.sources.archive_pull.sdk import sdk_problem
+
+        problem = sdk_problem()
+        if problem:
+            return problem
     engine = make_engine(settings.database_url)
     try:
         await upgrade(engine)

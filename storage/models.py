@@ -279,6 +279,23 @@ class ScheduledJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class ArchiveCursor(Base):
+    """Where pulling 会话内容存档 has got to, and who pulls (bot/sources/archive_pull).
+
+    One row per archive. `seq` is the last seq stored in the inbox; `holder` and
+    `lease_until` let one replica pull at a time; `requests` counts wake-ups that
+    arrived while another replica held the lease, so the holder pulls once more."""
+
+    __tablename__ = "archive_cursor"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class MessageLog(Base):
     """One row per group message (handlers/features/message_log.py), without content:
     what points and group health count. Kept RETENTION_LOG_DAYS."""

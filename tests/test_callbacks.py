@@ -189,15 +189,15 @@ async def test_unknown_event_is_stored_and_acknowledged(live: LiveApp) -> None:
 
     xml = (
         f"<xml><ToUserName>{CORP_ID}</ToUserName><FromUserName>sys</FromUserName>"
-        "<CreateTime>1629101687</CreateTime><MsgType>event</MsgType><AgentID>2000004</AgentID>"
-        "<Event>msgaudit_notify</Event></xml>"
+        "<CreateTime>1629101687</CreateTime><MsgType>event</MsgType><AgentID>1000002</AgentID>"
+        "<Event>batch_job_result</Event></xml>"
     )
     signed = sign_xml(crypto(), xml)
     response = await live.post_callback(signed.params, signed.body)
     assert response.text == "success"
     async with live.runtime.sessions() as session:
         item = (await session.execute(select(InboxItem))).scalar_one()
-    assert item.status == "ignored" and item.event_type == "msgaudit_notify"
+    assert item.status == "ignored" and item.event_type == "batch_job_result"
 
 
 async def test_aibot_callback(live: LiveApp) -> None:

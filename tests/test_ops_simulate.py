@@ -10,7 +10,7 @@ import httpx
 from bot.config.settings import SANDBOX_API_PATH
 from bot.sandbox.simulate import SAMPLE_NAMES, made_up_names
 from tests.conftest import SHIPPED_TEMPLATES
-from tests.procs import cli_env, run_cli, server
+from tests.procs import cli_env, run_cli, server, wait_until
 
 
 def test_made_up_names_are_distinct_for_any_count() -> None:
@@ -35,3 +35,49 @@ def test_simulate_join_count_gives_each_newcomer_their_own_name(tmp_path: Path) 
     assert not any(name.startswith("wm") for name in names)
     for member in members:  # the CLI says who is who
         assert f"{member['name']} ({member['userid']})" in joined.stdout
+
+
+def test_simulate_message_is_archived_and_pulled_by_the_sandbox_puller(tmp_path: Path) -> None:
+    """SPEC §10: `simulate message` produces an archive record that the same puller reads;
+    the msgaudit_notify it sends brings it in long before the pull interval."""
+    shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "sop_templates")
+    env = cli_env(tmp_path, ARCHIVE_PULL_SECONDS="3600")
+    with server(env, tmp_path) as srv:
+        spoke = run_cli(
+            [
+                "simulate",
+                "message",
+                "--chat",
+                "wrTalk",
+                "--member",
+                "wmAlice",
+                "--text",
+                "有没有资料",
+            ],
+            env,
+            tmp_path,
+        )
+        assert spoke.returncode == 0, spoke.stderr
+        assert "archived as seq" in spoke.stdout and "msgaudit_notify: success" in spoke.stdout
+        archive = httpx.get(f"{srv.url}{SANDBOX_API_PATH}/_emulator/archive").json()
+        [entry] = archive
+        record = entry["record"]
+        assert (record["roomid"], record["from"], record["msgtype"]) == (
+            "wrTalk",
+            "wmAlice",
+            "text",
+        )
+        assert record["text"] == {"content": "有没有资料"}
+
+        def pulled() -> bool:
+            metrics = httpx.get(f"{srv.url}/metrics").text
+            return 'wecom_archive_records_total{result="accepted"} 1.0' in metrics
+
+        wait_until(pulled, timeout=10)
+        mentioned = run_cli(
+            ["simulate", "message", "--member", "wmAlice", "--text", "资料", "--at-bot"],
+            env,
+            tmp_path,
+        )
+        assert mentioned.returncode == 0, mentioned.stderr
+        assert len(httpx.get(f"{srv.url}{SANDBOX_API_PATH}/_emulator/archive").json()) == 1

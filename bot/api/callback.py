@@ -18,7 +18,7 @@ from fastapi.responses import PlainTextResponse, Response
 from bot.api.deps import MAX_CALLBACK_BYTES, RuntimeDep, read_limited_body
 from bot.runtime import Runtime
 from bot.sources.aibot import normalize_aibot
-from bot.sources.callback_xml import normalize_callback
+from bot.sources.callback_xml import is_archive_notify, normalize_callback
 from bot.sources.normalized import Incoming
 from bot.wecom.crypto import CryptoError, WeComCrypto
 from bot.wecom.xml import XmlError, xml_to_dict
@@ -162,6 +162,10 @@ async def receive(request: Request) -> PlainTextResponse:
         fields = xml_to_dict(plaintext)
     except XmlError as exc:
         raise _fail(runtime, path, 400, f"decrypted payload: {exc}") from None
+    if is_archive_notify(fields):
+        runtime.metrics.callbacks.labels(path, "archive_notify").inc()
+        runtime.wake_archive()
+        return PlainTextResponse("success")
     await _store(runtime, path, normalize_callback(fields, plaintext))
     return PlainTextResponse("success")
 

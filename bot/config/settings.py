@@ -9,10 +9,13 @@ import base64
 import binascii
 import secrets
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.sources.archive_pull.keys import KeySpecError, PrivateKeys, load_key_spec
 
 # Sandbox credentials are public on purpose: sandbox mode only ever talks to the
 # built-in emulator, and `wecom-bot simulate` must be able to sign callbacks
@@ -23,6 +26,8 @@ SANDBOX_TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
 SANDBOX_AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
 SANDBOX_AGENT_ID = 1000002
 SANDBOX_API_PATH = "/sandbox/wecom"
+# The emulator's 会话内容存档 secret (its GetChatData stand-in checks it).
+SANDBOX_ARCHIVE_SECRET = "sandbox-archive-secret"
 
 KNOWN_DB_SCHEMES = (
     "sqlite+aiosqlite",
@@ -58,6 +63,11 @@ class Settings(BaseSettings):
     # The message log (no content) feeds monthly leaderboards and weekly health:
     # a year and a month of it by default.
     retention_log_days: int = Field(default=400, ge=31)
+    # SPEC §10: with the secret, `serve` pulls 会话内容存档 itself (sandbox: the emulator's).
+    wecom_archive_secret: str | None = None
+    wecom_archive_private_keys: str | None = None  # VER=path[,VER=path], checked at start
+    wecom_archive_proxy: str = ""  # the SDK's proxy, for a host on the trusted-IP list
+    archive_pull_seconds: float = Field(default=60.0, gt=0)
 
     # Operational knobs with sensible defaults; not part of the public contract.
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
@@ -69,6 +79,11 @@ class Settings(BaseSettings):
     loop_stale_seconds: float = Field(default=60.0, gt=0)
     # Groups whose groupchat/get answer is kept in memory (least recently used evicted).
     group_cache_size: int = Field(default=5000, ge=1)
+    # Where archive records come from with WECOM_ARCHIVE_SECRET set: Tencent's SDK, or
+    # (tests, staging) the emulator's GetChatData stand-in at WECOM_API_BASE.
+    archive_source: Literal["sdk", "emulator"] = "sdk"
+    # One replica pulls at a time: its lease, renewed every page, taken over once expired.
+    archive_lease_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("wecom_encoding_aes_key")
     @classmethod
@@ -83,6 +98,17 @@ class Settings(BaseSettings):
             raise ValueError("is not valid base64") from exc
         if len(key) != 32:
             raise ValueError("does not decode to a 32-byte AES key")
+        return value
+
+    @field_validator("wecom_archive_private_keys")
+    @classmethod
+    def _archive_keys(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            load_key_spec(value)  # fail at start, not at the first record
+        except KeySpecError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("database_url")
@@ -121,6 +147,15 @@ class Settings(BaseSettings):
     def _complete_credentials(self) -> Settings:
         if self.sandbox:
             return self
+        if (
+            self.wecom_archive_secret
+            and self.archive_source == "sdk"
+            and not self.wecom_archive_private_keys
+        ):
+            raise ValueError(
+                "WECOM_ARCHIVE_SECRET is set, so WECOM_ARCHIVE_PRIVATE_KEYS must be set too "
+                "(VER=path[,VER=path]: the RSA private key of each publickey_ver)"
+            )
         missing = [
             name
             for name, value in (
@@ -140,6 +175,20 @@ class Settings(BaseSettings):
     @property
     def sandbox(self) -> bool:
         return not self.wecom_corp_id
+
+    @property
+    def archive_pulling(self) -> bool:
+        """SPEC §10: pull the archive with its secret; in sandbox, the emulator's always."""
+        return self.sandbox or bool(self.wecom_archive_secret)
+
+    @property
+    def archive_secret(self) -> str:
+        return self.wecom_archive_secret or SANDBOX_ARCHIVE_SECRET
+
+    def archive_keys(self) -> PrivateKeys:
+        """The RSA private keys by publickey_ver (read from their files on each call)."""
+        spec = self.wecom_archive_private_keys
+        return load_key_spec(spec) if spec else {}
 
     @property
     def tz(self) -> ZoneInfo:

@@ -74,6 +74,33 @@ def app_text_xml(*, corp_id: str, sender: str, content: str, msg_id: int, agent_
     )
 
 
+def msgaudit_notify_xml(*, corp_id: str, agent_id: int, create_time: int | None = None) -> str:
+    """会话内容存档's "new messages" event (notes §6): no content, only "pull now"."""
+    return (
+        f"<xml><ToUserName>{_cdata(corp_id)}</ToUserName>"
+        f"<FromUserName>{_cdata('sys')}</FromUserName>"
+        f"<CreateTime>{create_time if create_time is not None else int(time.time())}</CreateTime>"
+        f"<MsgType>{_cdata('event')}</MsgType><AgentID>{agent_id}</AgentID>"
+        f"<Event>{_cdata('msgaudit_notify')}</Event></xml>"
+    )
+
+
+def archive_text_record(
+    *, chat_id: str, sender: str, content: str, msg_id: str, msgtime_ms: int | None = None
+) -> dict[str, object]:
+    """A group text message as DecryptData gives it (SPEC §6)."""
+    return {
+        "msgid": msg_id,
+        "action": "send",
+        "from": sender,
+        "tolist": [],
+        "roomid": chat_id,
+        "msgtime": msgtime_ms if msgtime_ms is not None else int(time.time() * 1000),
+        "msgtype": "text",
+        "text": {"content": content},
+    }
+
+
 def aibot_text_json(*, chat_id: str | None, sender: str, content: str, msg_id: str) -> str:
     payload: dict[str, object] = {
         "msgid": msg_id,

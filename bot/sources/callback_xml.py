@@ -104,6 +104,15 @@ def _app_message(fields: dict[str, Any], when: datetime) -> Message:
     )
 
 
+ARCHIVE_NOTIFY = "msgaudit_notify"
+
+
+def is_archive_notify(fields: dict[str, Any]) -> bool:
+    """会话内容存档's "new messages, pull now" signal (no content, no seq): it wakes
+    the archive puller and is not stored (it comes every 15 s while people chat)."""
+    return fields.get("Event") == ARCHIVE_NOTIFY
+
+
 def normalize_callback(fields: dict[str, Any], plaintext: str) -> Incoming:
     when = _when(fields)
     key = dedup_key(fields, plaintext)

@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     base = f"http://{args.host}:{args.port}"
     print(f"WeCom emulator: WECOM_API_BASE={base}")
     print(f"  corp_id={state.corp_id} corp_secret={state.corp_secret} agent_id={state.agent_id}")
+    print(
+        f"  archive (ARCHIVE_SOURCE=emulator): WECOM_ARCHIVE_SECRET={state.archive_secret}; "
+        f"add records at {base}{CONTROL_PREFIX}/archive"
+    )
     print(f"  sent log: {base}{CONTROL_PREFIX}/sent   API docs: {base}/docs")
     # Our logging: BOT_TIMEZONE stamps, and the access log never shows access_token,
     # corpsecret or a webhook key (uvicorn's own config would print them).

@@ -12,6 +12,9 @@ WeCom's global error-code list; the client treats every one as permanent):
   answers for over-long content).
 - appchat/send without chatid: 86001 "参数 chatid 不合法".
 - unknown welcome template_id, or a full template library (100): 40058.
+- finance/getchatdata with a wrong corpid or archive secret: 48002, the code the
+  SDK's GetChatData is reported to return for a wrong secret; a limit outside
+  1..1000: 40058 (the real SDK refuses it itself with 10000).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ MAX_ATTACHMENTS = 9  # add_msg_template attachments
 MSG_TEMPLATE_TEXT_LIMIT = 4000
 WELCOME_FIELDS = ("text", "image", "link", "miniprogram", "file", "video")
 MAX_WELCOME_TEMPLATES = 100
+MAX_CHAT_DATA = 1000  # GetChatData's limit
 # The add doc says 3000 bytes, the edit doc 4000 (notes §10.1); mirror both.
 WELCOME_TEXT_LIMIT_ADD = 3000
 WELCOME_TEXT_LIMIT_EDIT = 4000
@@ -194,6 +198,26 @@ def welcome_template_del(
     del state.welcome_templates[template_id]
     state.record("group_welcome_template/del", template_id, body)
     return {}
+
+
+def get_chat_data(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    """The 会话内容存档 SDK's GetChatData, over HTTP.
+
+    Tencent's SDK speaks a private protocol (libWeWorkFinanceSdk_C.so), so this path
+    is the emulator's own. It authenticates like the SDK's Init (corpid and the
+    archive secret, no access_token) and answers GetChatData's JSON: records after
+    `seq`, at most `limit`, in seq order. Each entry carries the record already
+    decrypted (`record`) instead of `encrypt_random_key`/`encrypt_chat_msg`:
+    DecryptData's format is Tencent's secret too.
+    """
+    if body.get("corpid") != state.corp_id or body.get("secret") != state.archive_secret:
+        raise ApiError(48002)
+    seq, limit = body.get("seq", 0), body.get("limit", MAX_CHAT_DATA)
+    if not isinstance(seq, int) or seq < 0:
+        raise ApiError(40058, "invalid seq")
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_CHAT_DATA:
+        raise ApiError(40058, f"limit must be 1..{MAX_CHAT_DATA}")
+    return {"chatdata": [entry.to_dict() for entry in state.archive_after(seq, limit)]}
 
 
 def _known_template(state: EmulatorState, body: JSONDict) -> str:

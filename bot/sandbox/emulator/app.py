@@ -43,6 +43,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/cgi-bin/message/send", "message/send", apis.message_send),
     Endpoint("POST", "/cgi-bin/externalcontact/groupchat/get", "groupchat/get", apis.groupchat_get),
     Endpoint(
+        "POST", "/cgi-bin/finance/getchatdata", "finance/getchatdata", apis.get_chat_data, False
+    ),
+    Endpoint(
         "POST",
         "/cgi-bin/externalcontact/add_msg_template",
         "add_msg_template",

@@ -1,4 +1,5 @@
-"""The /_emulator/ control API: read the sent log, inject faults, shape groups, age tokens.
+"""The /_emulator/ control API: read the sent log, inject faults, shape groups, age tokens,
+add 会话内容存档 records.
 
 No authentication: the emulator is only ever bound to loopback (server.py and
 __main__ refuse anything else) or mounted inside the sandbox process.
@@ -44,6 +45,12 @@ class GroupIn(BaseModel):
 
 class MembersIn(BaseModel):
     members: list[MemberIn]
+
+
+class ArchiveIn(BaseModel):
+    records: list[dict[str, Any]] = Field(
+        description="decrypted records (SPEC §6); a record without msgid gets one"
+    )
 
 
 def _members(members: list[MemberIn]) -> list[JSONDict]:
@@ -103,6 +110,16 @@ def control_router(state: EmulatorState) -> APIRouter:
         except KeyError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{userid} is not in {chat_id}") from exc
         return group_or_404(chat_id)
+
+    @router.get("/archive")
+    async def get_archive(since: int = 0) -> list[dict[str, Any]]:
+        return [entry.to_dict() for entry in state.archive_after(since, len(state.archive))]
+
+    @router.post("/archive", status_code=status.HTTP_201_CREATED)
+    async def post_archive(body: ArchiveIn) -> list[dict[str, Any]]:
+        """Archive messages as if members had sent them; pullers see them next pull."""
+        added = state.append_archive(body.records)
+        return [{"seq": entry.seq, "msgid": entry.msgid} for entry in added]
 
     @router.post("/tokens/expire")
     async def expire_tokens() -> dict[str, int]:

@@ -33,6 +33,7 @@ ERRMSG: dict[int, str] = {
     45009: "api freq out of limit",
     45033: "api concurrent out of limit",
     47001: "data format error",
+    48002: "api forbidden",
     81013: "user & party & tag all invalid",
     86001: "invalid chatid",
     93000: "invalid webhook url",

@@ -1,4 +1,5 @@
-"""In-memory state of the fake WeCom server: tokens, groups, the sent log and injected faults.
+"""In-memory state of the fake WeCom server: tokens, groups, the sent log, the
+会话内容存档 archive and injected faults.
 
 The emulator app runs on one event loop, but tests and the control endpoints
 may touch the state from another thread (start_emulator_in_thread), so
@@ -19,7 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
+from bot.config.settings import (
+    SANDBOX_AGENT_ID,
+    SANDBOX_ARCHIVE_SECRET,
+    SANDBOX_CORP_ID,
+    SANDBOX_CORP_SECRET,
+)
 
 JSONDict = dict[str, Any]
 
@@ -46,6 +52,19 @@ class SentRecord:
 
 
 @dataclass
+class ArchiveEntry:
+    """One archived message: its seq (increasing, never reused), msgid and the record
+    as DecryptData would give it (SPEC §6)."""
+
+    seq: int
+    msgid: str
+    record: JSONDict
+
+    def to_dict(self) -> JSONDict:
+        return asdict(self)
+
+
+@dataclass
 class Fault:
     """Answer the next `times` requests to `api` ("webhook/send", "gettoken", or "*") badly.
 
@@ -66,6 +85,7 @@ class EmulatorState:
         *,
         corp_id: str = SANDBOX_CORP_ID,
         corp_secret: str = SANDBOX_CORP_SECRET,
+        archive_secret: str = SANDBOX_ARCHIVE_SECRET,
         agent_id: int = SANDBOX_AGENT_ID,
         token_ttl: int = 7200,
         webhook_rate_limit: int = 20,
@@ -75,6 +95,7 @@ class EmulatorState:
     ) -> None:
         self.corp_id = corp_id
         self.corp_secret = corp_secret
+        self.archive_secret = archive_secret
         self.agent_id = agent_id
         self.token_ttl = token_ttl
         # Real robots allow 20 messages per minute (notes §3, §10.2); tests lower it.
@@ -93,6 +114,9 @@ class EmulatorState:
         self._tokens: dict[str, float] = {}
         self._webhook_hits: dict[str, deque[float]] = {}
         self._seq = 0
+        self.archive: list[ArchiveEntry] = []
+        self.archive_path: Path | None = None
+        self._archive_seq = 0
         self._lock = threading.RLock()
 
     def reset(self) -> None:
@@ -109,6 +133,12 @@ class EmulatorState:
             self._seq = 0
             if self.log_path is not None:
                 self.log_path.write_text("", encoding="utf-8")
+            # The archive's seq numbering goes on: a puller's cursor must stay valid.
+            self.archive.clear()
+            if self.archive_path is not None:
+                self.archive_path.write_text(
+                    json.dumps({"watermark": self._archive_seq}) + "\n", encoding="utf-8"
+                )
 
     # -- access tokens ----------------------------------------------------------------
 
@@ -279,6 +309,59 @@ class EmulatorState:
                 )
             return count
 
+    # -- 会话内容存档 archive (what GetChatData pulls) ------------------------------------
+
+    def append_archive(self, records: list[JSONDict]) -> list[ArchiveEntry]:
+        """Archive records in order, each with the next seq; a record without a msgid
+        gets one. Kept in `archive_path` (JSON lines) when set."""
+        with self._lock:
+            added = []
+            for raw in records:
+                record = copy.deepcopy(raw)
+                msgid = str(record.get("msgid") or _new_msgid())
+                record["msgid"] = msgid
+                self._archive_seq += 1
+                added.append(ArchiveEntry(seq=self._archive_seq, msgid=msgid, record=record))
+            self.archive.extend(added)
+            if self.archive_path is not None and added:
+                with self.archive_path.open("a", encoding="utf-8") as log:
+                    for entry in added:
+                        log.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+            return added
+
+    def archive_after(self, seq: int, limit: int) -> list[ArchiveEntry]:
+        """GetChatData's answer: up to `limit` entries after `seq`, in seq order."""
+        with self._lock:
+            later = [entry for entry in self.archive if entry.seq > seq]
+            return [copy.deepcopy(entry) for entry in later[:limit]]
+
+    def start_archive_at(self, seq: int) -> None:
+        """Number the next records above `seq` (seq only has to grow; sandbox starts
+        at the current time in ms, so a database kept from an older archive file
+        never has a cursor ahead of new records)."""
+        with self._lock:
+            self._archive_seq = max(self._archive_seq, seq)
+
+    def load_archive(self, path: Path) -> int:
+        """Keep the archive in `path` across restarts, so seq numbers are never reused
+        (a puller's cursor would skip new records otherwise). Returns how many were read."""
+        with self._lock:
+            self.archive_path = path
+            if not path.exists():
+                return 0
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    data = json.loads(line)
+                    if "watermark" in data:
+                        self._archive_seq = max(self._archive_seq, int(data["watermark"]))
+                        continue
+                    entry = ArchiveEntry(**data)
+                except (ValueError, TypeError):
+                    continue  # a torn last line after a crash
+                self.archive.append(entry)
+                self._archive_seq = max(self._archive_seq, entry.seq)
+            return len(self.archive)
+
     # -- faults -----------------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
@@ -307,6 +390,11 @@ class EmulatorState:
     def count_call(self, api: str) -> None:
         with self._lock:
             self.calls[api] += 1
+
+
+def _new_msgid() -> str:
+    # The shape of Tencent's msgids ("CAQQluDa4QUY0On2rYSAgAMgzPrShAE=" or "123_456").
+    return f"{secrets.randbits(40)}_{secrets.randbits(40)}_external"
 
 
 def _normalise_member(raw: Mapping[str, Any], now: int) -> JSONDict:
