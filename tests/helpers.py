@@ -74,13 +74,16 @@ def join_callback(
     return signed.params, signed.body
 
 
-def leave_callback(chat_id: str, members: list[str]) -> tuple[dict[str, str], str]:
+def leave_callback(
+    chat_id: str, members: list[str], *, create_time: int | None = None
+) -> tuple[dict[str, str], str]:
     xml = change_external_chat_xml(
         corp_id=CORP_ID,
         chat_id=chat_id,
         update_detail="del_member",
         members=members,
         quit_scene=0,
+        create_time=create_time,
     )
     signed = sign_xml(crypto(), xml)
     return signed.params, signed.body

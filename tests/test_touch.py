@@ -21,6 +21,8 @@ from storage.models import TouchStep as StepRow
 from tests.helpers import (
     AUTH,
     CORP_ID,
+    MORNING,
+    Clock,
     LiveApp,
     configured_settings,
     crypto,
@@ -89,6 +91,15 @@ def default_steps(templates_dir: Path) -> list[dict[str, object]]:
 
 
 @pytest.fixture
+def clock(emulator: RunningEmulator) -> Clock:
+    """A fixed morning for the service and for WeCom's join times: the sequence's
+    day-0 step (20:00) is ahead of the join whenever the suite runs."""
+    fixed = Clock(MORNING)
+    emulator.state.wall_clock = lambda: fixed.now.timestamp()
+    return fixed
+
+
+@pytest.fixture
 def settings(database_url: str, templates_dir: Path, emulator: RunningEmulator) -> Settings:
     emulator.state.upsert_group(
         GROUP,
@@ -106,8 +117,8 @@ def settings(database_url: str, templates_dir: Path, emulator: RunningEmulator) 
 
 
 @pytest.fixture
-async def live(settings: Settings) -> AsyncIterator[LiveApp]:
-    async with live_app(settings, background=False) as app:
+async def live(settings: Settings, clock: Clock) -> AsyncIterator[LiveApp]:
+    async with live_app(settings, background=False, clock=clock) as app:
         response = await app.http.put(
             f"/admin/groups/{GROUP}",
             headers=AUTH,
@@ -190,9 +201,9 @@ async def test_member_who_left_on_day_two_gets_nothing_more(
 
 
 async def test_restart_between_ticks_doubles_nothing(
-    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+    clock: Clock, settings: Settings, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
-    async with live_app(settings, background=False) as first:
+    async with live_app(settings, background=False, clock=clock) as first:
         await first.http.put(
             f"/admin/groups/{GROUP}",
             headers=AUTH,
@@ -201,7 +212,7 @@ async def test_restart_between_ticks_doubles_nothing(
         await join(first, "wmSilent")
         day0 = await joined_local_date(first, "wmSilent")
     for offset in range(9):
-        async with live_app(settings, background=False) as app:  # a fresh process each day
+        async with live_app(settings, background=False, clock=clock) as app:
             await settle(app, at=evening(day0, offset))
             await settle(app, at=evening(day0, offset))
     assert len(touches(emulator, "wmSilent")) == len(default_steps(templates_dir))
@@ -306,13 +317,13 @@ async def test_admin_due_list_and_cancel(live: LiveApp, emulator: RunningEmulato
 
 
 async def test_two_replicas_ticking_together_send_each_step_once(
-    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+    clock: Clock, settings: Settings, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
     import asyncio
 
     async with (
-        live_app(settings, background=False) as one,
-        live_app(settings, background=False) as two,
+        live_app(settings, background=False, clock=clock) as one,
+        live_app(settings, background=False, clock=clock) as two,
     ):
         await one.http.put(
             f"/admin/groups/{GROUP}",
@@ -384,14 +395,14 @@ async def test_a_tick_three_days_ahead_sends_one_step_and_skips_the_overdue(
 
 
 async def test_catching_up_within_the_grace_sends_one_step_a_day(
-    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+    clock: Clock, settings: Settings, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
     """A playbook that forgives lateness still never sends two steps on one day."""
     path = templates_dir / "default.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["touch_sequence"]["late_grace_hours"] = 720
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    async with live_app(settings, background=False) as live:
+    async with live_app(settings, background=False, clock=clock) as live:
         await live.http.put(
             f"/admin/groups/{GROUP}",
             headers=AUTH,
@@ -432,7 +443,7 @@ def test_a_join_at_2340_never_gets_two_steps_the_next_morning() -> None:
 
 
 async def test_a_template_that_fails_on_real_data_fails_alone(
-    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+    clock: Clock, settings: Settings, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
     """A text that passes `templates check` but breaks for one member is recorded as
     failed; that member's other steps and everyone else's carry on."""
@@ -447,7 +458,7 @@ async def test_a_template_that_fails_on_real_data_fails_alone(
     assert broken != text
     default.write_text(broken, encoding="utf-8")
     emulator.state.add_members(GROUP, [{"userid": "wmThree", "name": "阿三哥"}])
-    async with live_app(settings, background=False) as live:
+    async with live_app(settings, background=False, clock=clock) as live:
         await live.http.put(
             f"/admin/groups/{GROUP}",
             headers=AUTH,
@@ -472,7 +483,7 @@ async def test_a_join_processed_after_the_leave_changes_nothing(
 ) -> None:
     from bot.sandbox.simulate import change_external_chat_xml
 
-    now = int(datetime.now(UTC).timestamp())
+    now = int(live.runtime.clock().timestamp())
     old_join = sign_xml(
         crypto(),
         change_external_chat_xml(
@@ -522,14 +533,15 @@ async def test_a_stuck_active_enrollment_never_fails_a_join(
         enrollment.enrolled_at = enrollment.enrolled_at - timedelta(days=120)
         for step in (await session.execute(select(StepRow))).scalars():
             step.status = "sent"
-    params, body = leave_callback(GROUP, ["wmSilent"])
+    left = int(live.runtime.clock().timestamp()) + 1
+    params, body = leave_callback(GROUP, ["wmSilent"], create_time=left)
     await live.post_callback(params, body)
     await settle(live)
     async with live.runtime.sessions() as session, session.begin():
         # The leave finds nothing pending; force the stuck state it must survive.
         (enrollment,) = (await session.execute(select(Enrollment))).scalars().all()
         enrollment.status = "active"
-    later = int(datetime.now(UTC).timestamp()) + 5  # after the leave, not in its second
+    later = left + 5  # after the leave, not in its second
     emulator.state.remove_member(GROUP, "wmSilent")
     emulator.state.add_members(
         GROUP, [{"userid": "wmSilent", "name": "安静的小王", "join_time": later}]
@@ -611,7 +623,7 @@ async def test_the_dispatcher_asks_before_sending(live: LiveApp, emulator: Runni
 
 
 async def test_two_replicas_finishing_the_last_steps_at_once_complete_the_enrollment(
-    settings: Settings, emulator: RunningEmulator, templates_dir: Path
+    clock: Clock, settings: Settings, emulator: RunningEmulator, templates_dir: Path
 ) -> None:
     """Each replica takes one of the last two steps; whoever finishes last must see the
     other's step done (completion is decided under the enrollment's lock)."""
@@ -627,7 +639,7 @@ async def test_two_replicas_finishing_the_last_steps_at_once_complete_the_enroll
         {"key": "b", "day": 1, "at": "10:00", "channel": "private", "text": "第二条"},
     ]
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    async with live_app(settings, background=False) as live:
+    async with live_app(settings, background=False, clock=clock) as live:
         await live.http.put(
             f"/admin/groups/{GROUP}",
             headers=AUTH,
