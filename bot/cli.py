@@ -287,6 +287,7 @@ def simulate_message(
 
     from bot.sandbox.simulate import aibot_text_json, app_text_xml, sign_json, sign_xml
     from bot.wecom.crypto import WeComCrypto
+    from handlers.channels import is_external_id
 
     settings = _settings()
     target = _find_server(settings, url)
@@ -321,6 +322,11 @@ def simulate_message(
         seq = _archive_message(settings, target, chat=chat, member=member, text=text)
         answer = f"archived as seq {seq}; msgaudit_notify: {_archive_notify(settings, target)}"
     typer.echo(f"message from {member}: {answer or 'ok'}")
+    if not private and not is_external_id(member):
+        typer.echo(
+            f"note: {member} looks like one of the corp's own members (staff), whom group "
+            "rules exempt by default; a wm… id plays a customer"
+        )
 
 
 def _archive_message(

@@ -81,3 +81,28 @@ def test_simulate_message_is_archived_and_pulled_by_the_sandbox_puller(tmp_path:
         )
         assert mentioned.returncode == 0, mentioned.stderr
         assert len(httpx.get(f"{srv.url}{SANDBOX_API_PATH}/_emulator/archive").json()) == 1
+
+
+def test_an_ad_in_the_sandbox_gets_a_reminder_through_the_archive_puller(tmp_path: Path) -> None:
+    """Issue 8: `simulate message` with an ad text, through the same archive puller,
+    ends as the shipped default playbook's private reminder in `sandbox sent`."""
+    shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "sop_templates")
+    env = cli_env(tmp_path, ARCHIVE_PULL_SECONDS="3600")
+    with server(env, tmp_path):
+        spoke = run_cli(
+            ["simulate", "message", "--member", "wmAd", "--text", "低价代理，加我微信了解"],
+            env,
+            tmp_path,
+        )
+        assert spoke.returncode == 0, spoke.stderr
+        assert "note:" not in spoke.stdout  # a customer: the rules apply
+
+        def reminded() -> bool:
+            sent = run_cli(["sandbox", "sent"], env, tmp_path)
+            return "不发广告" in sent.stdout and "申诉" in sent.stdout
+
+        wait_until(reminded, timeout=20)
+        staff = run_cli(
+            ["simulate", "message", "--member", "zhangsan", "--text", "低价代理"], env, tmp_path
+        )
+        assert "note: zhangsan looks like one of the corp's own members" in staff.stdout
