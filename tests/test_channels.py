@@ -141,9 +141,12 @@ def test_rate_keys_find_their_channel_policy() -> None:
     private = rate_policy_for("private:zhangsan")
     assert private is not None and private.messages == 30
     assert rate_policy_for("mystery:1") is None
+    removals = rate_policy_for("appchat_members:wrApp")
+    assert removals is not None and (removals.messages, removals.seconds) == (20, 60)
     assert set(CHANNELS) == {
         "webhook",
         "appchat",
+        "appchat_members",
         "customer_group",
         "none",
         "private",
