@@ -73,6 +73,10 @@ def shorten(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _nth(s: HitStory) -> str:
+    return f"{s.member_name} 在 {s.ttl_days} 天内第 {s.count} 次碰到群规「{s.rule_title}」"
+
+
 def _appeal(s: HitStory) -> str:
     return f"如果是误判，{s.appeal_hours} 小时内回复「{s.appeal_word}」，管理员会复核。"
 
@@ -97,16 +101,14 @@ def warn_text(s: HitStory) -> str:
 
 def report_summary(s: HitStory) -> str:
     return (
-        f"{s.member_name} 在 {s.ttl_days} 天内第 {s.count} 次碰到群规「{s.rule_title}」"
-        f"（{s.evidence}），原话：「{s.excerpt}」。之前已私下和在群里提醒过。"
+        _nth(s) + f"（{s.evidence}），原话：「{s.excerpt}」。之前已私下和在群里提醒过。"
         "请决定是否私聊沟通或移出群聊；如是误判，可在管理后台撤销这条记录。"
     )
 
 
 def remove_summary(s: HitStory) -> str:
     return (
-        f"{s.member_name} 在 {s.ttl_days} 天内第 {s.count} 次碰到群规「{s.rule_title}」"
-        f"（{s.evidence}），原话：「{s.excerpt}」，阶梯已到「移出」。"
+        _nth(s) + f"（{s.evidence}），原话：「{s.excerpt}」，阶梯已到「移出」。"
         "机器人不会自己踢人：请确认后手动移出；如是误判，可在管理后台撤销这条记录。"
     )
 
@@ -114,8 +116,8 @@ def remove_summary(s: HitStory) -> str:
 def remove_notice(s: HitStory) -> str:
     """Said in the group before the bot removes someone (only in groups the app created)."""
     return (
-        f"{s.member_name} 在 {s.ttl_days} 天内第 {s.count} 次碰到群规「{s.rule_title}」"
-        f"（{s.explain}），之前已私下和在群里提醒过，按群规移出本群。如有误会，请联系群主。"
+        _nth(s) + f"（{s.explain}），之前已私下和在群里提醒过，按群规移出本群。"
+        "如有误会，请联系群主。"
     )
 
 
