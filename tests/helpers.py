@@ -227,11 +227,15 @@ def inbox_processor(
     outcomes: list[BatchOutcome],
     batch_size: int = 200,
     clock: Callable[[], datetime] | None = None,
+    wecom: RunningEmulator | None = None,
 ) -> InboxProcessor:
     """An inbox worker over `sessions` with the shipped features' registry or another,
-    a WeCom client that is never reached, and a fixed clock."""
+    a WeCom client that is never reached (or the `wecom` emulator's), and a fixed clock."""
     client = WeComClient(
-        api_base="http://127.0.0.1:9", corp_id="ww", corp_secret="s", http=httpx.AsyncClient()
+        api_base=wecom.base_url if wecom else "http://127.0.0.1:9",
+        corp_id=TEST_CORP_ID if wecom else "ww",
+        corp_secret=TEST_CORP_SECRET if wecom else "s",
+        http=httpx.AsyncClient(),
     )
     store = PlaybookStore(templates_dir)
     return InboxProcessor(

@@ -11,9 +11,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.sandbox.emulator.server import RunningEmulator
-from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
+from bot.sources.archive import ArchiveRecord, normalize_archive
+from bot.sources.normalized import Incoming, store_many
+from handlers.core.events import MemberInfo, MemberJoined
+from handlers.wiring import build_features
+from storage.inbox_append import InboxAppender
+from storage.models import Violation
+from tests.helpers import (
+    AUTH,
+    Clock,
+    LiveApp,
+    inbox_processor,
+    join_callback,
+    live_webhook_group,
+    settle,
+)
 from tests.test_playbooks_rules import SPEC_EXAMPLE
 
 GROUP = "wrAds"
@@ -440,3 +456,37 @@ async def test_only_a_group_the_app_created_removes_and_an_overturn_asks_to_brin
         if api == "message/send" and "拉回群" in body["text"]["content"]
     ]
     assert asks
+
+
+async def test_a_group_first_seen_mid_batch_is_ruled_from_then_on(
+    sessions: async_sessionmaker[AsyncSession],
+    appender: InboxAppender,
+    templates_dir: Path,
+    emulator: RunningEmulator,
+) -> None:
+    """The batch memo remembers that a group is unknown, and forgets it when a join in
+    the same batch creates the group: the ad after the join is ruled (default playbook)."""
+    joined = MemberJoined(
+        source="change_external_chat",
+        chat_id="wrNew",
+        occurred_at=local(24, 15),
+        members=[MemberInfo(id="wmAd", name="广告哥")],
+    )
+    items = [
+        normalize_archive(ArchiveRecord.model_validate(raw), raw)
+        for raw in (record("n1", "wmAd", local(24, 14, 59), AD, room="wrNew"),)
+    ]
+    items.append(Incoming("change_external_chat", "join-1", "{}", joined, "member_joined", "wrNew"))
+    items += [
+        normalize_archive(ArchiveRecord.model_validate(raw), raw)
+        for raw in (record("n2", "wmAd", local(24, 15, 1), AD, room="wrNew"),)
+    ]
+    await store_many(appender, items, now=local(24, 15, 2))
+    emulator.state.upsert_group("wrNew", name="新群", owner="owner1", members=[])
+    processor = inbox_processor(
+        sessions, build_features().registry, templates_dir, [], wecom=emulator
+    )
+    assert await processor.run_once() == 3  # one batch
+    async with sessions() as session:
+        rows = (await session.execute(select(Violation.msg_id, Violation.rule))).all()
+    assert rows == [("n2", "ads")]

@@ -24,7 +24,7 @@ from bot.metrics import Metrics
 from bot.wecom.errors import WeComError
 from bot.workers.claims import new_token
 from bot.workers.polling import PollingWorker
-from handlers.core.context import Context, Deferred
+from handlers.core.context import BatchMemo, Context, Deferred
 from handlers.core.events import Event, GroupCreated, GroupUpdated, MemberJoined, event_from_json
 from handlers.core.registry import Registry
 from storage import inbox
@@ -245,13 +245,13 @@ class InboxProcessor(PollingWorker):
         playbooks = self.playbooks()
         notes: list[tuple[Work, list[str], list[str]]] = []
         queued, applied = 0, set[str]()
-        deferred = Deferred()
+        deferred, memo = Deferred(), BatchMemo()
         async with self.sessions() as session, session.begin():
             for entry in plan.run:
                 if entry.event is None:
                     continue
                 try:
-                    ran, ctx = await self._handle(session, entry, now, playbooks, deferred)
+                    ran, ctx = await self._handle(session, entry, now, playbooks, deferred, memo)
                 except Exception as exc:
                     raise HandlerFailed(entry.item.id, exc) from exc
                 notes.append((entry, ran, ctx.notes))
@@ -280,6 +280,7 @@ class InboxProcessor(PollingWorker):
         now: datetime,
         playbooks: PlaybookSet,
         deferred: Deferred,
+        memo: BatchMemo,
     ) -> tuple[list[str], Context]:
         event = entry.event
         assert event is not None
@@ -300,6 +301,7 @@ class InboxProcessor(PollingWorker):
                 channel_config=channel_config,
                 now=now,
             )
+            memo.groups.pop(event.chat_id, None)  # created or changed: read it again
         ctx = Context(
             session=session,
             now=now,
@@ -307,6 +309,7 @@ class InboxProcessor(PollingWorker):
             playbooks=playbooks,
             source_id=f"inbox:{entry.item.id}",
             deferred=deferred,
+            memo=memo,
         )
         ran = await self.registry.dispatch(event, ctx)
         return ran, ctx

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import PlaybookSet
+from storage.models import Group
 
 
 @dataclass
@@ -26,6 +27,20 @@ class Deferred:
 
 
 @dataclass
+class BatchMemo:
+    """What the events of one batch (one transaction) look up alike, remembered for
+    the batch: each group's row (None: the bot does not know the group). The session's
+    identity map holds rows weakly, so without this every message of a busy group
+    would query its group again, and a missing row is never cached at all (the
+    archive carries every group of the corp, registered or not). Whoever creates or
+    replaces a remembered row in the batch updates the memo."""
+
+    groups: dict[str, Group | None] = field(default_factory=dict)
+    # Feature-owned lookups, by the feature's own key (e.g. the rules' raid state).
+    extra: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+@dataclass
 class Context:
     session: AsyncSession
     now: datetime
@@ -37,6 +52,13 @@ class Context:
     applied: set[str] = field(default_factory=set)  # kinds of actions applied (for wake-ups)
     # Shared by the contexts of one transaction's events; None: apply at once.
     deferred: Deferred | None = None
+    memo: BatchMemo = field(default_factory=BatchMemo)  # shared by a batch's events
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    async def group(self, chat_id: str) -> Group | None:
+        """The group's row, or None when the bot does not know the group."""
+        if chat_id not in self.memo.groups:
+            self.memo.groups[chat_id] = await self.session.get(Group, chat_id)
+        return self.memo.groups[chat_id]

@@ -94,7 +94,7 @@ class RecordGroupChange(Action):
 
 
 async def get_or_create_group(ctx: Context, chat_id: str) -> Group:
-    group = await ctx.session.get(Group, chat_id)
+    group = await ctx.group(chat_id)
     if group is None:
         group = Group(
             chat_id=chat_id,
@@ -108,6 +108,7 @@ async def get_or_create_group(ctx: Context, chat_id: str) -> Group:
         )
         ctx.session.add(group)
         await ctx.session.flush()
+        ctx.memo.groups[chat_id] = group
     return group
 
 

@@ -12,6 +12,7 @@ An appeal word from a member with a recent step puts it in the review queue.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -95,7 +96,7 @@ async def on_message(event: Event, ctx: Context) -> list[Action]:
         return []
     if event.chat_type != "group" or not event.chat_id:
         return await private_appeal(event, ctx)
-    group = await ctx.session.get(Group, event.chat_id)
+    group = await ctx.group(event.chat_id)
     if group is None:
         return []
     playbook = playbook_for(ctx.playbooks, group)
@@ -127,7 +128,7 @@ async def hits_of(
     hits += await window_hits(event, rules, ctx)
     raid: Hit | None = None
     if rules.raid_guard is not None:
-        guard = await active_raid(ctx.session, event.chat_id, event.occurred_at)
+        guard = await active_raid(ctx, event.chat_id, event.occurred_at)
         if guard is not None:
             member = await get_membership(ctx.session, event.chat_id, event.sender)
             newcomer = member is not None and member.joined_at >= guard.started_at - timedelta(
@@ -175,25 +176,48 @@ async def window_hits(event: Message, rules: RulesSection, ctx: Context) -> list
 RECENT_KEPT = 1000  # more than any threshold (flood ≤ 200 messages, repeat ≤ 50 times)
 
 
+@dataclass
+class ChatWindow:
+    """The group's logged messages from `since` on, read once per batch: a busy group's
+    messages then cost one query a batch, not one each."""
+
+    since: datetime
+    by_member: dict[str, list[tuple[datetime, str | None]]]
+
+
+async def chat_window(ctx: Context, chat_id: str, since: datetime) -> ChatWindow:
+    key = ("log_window", chat_id)
+    window: ChatWindow | None = ctx.memo.extra.get(key)
+    # A batch runs a chat's events in order, so later ones need no earlier rows; a
+    # message older than the window read (out of order) reads again.
+    if window is None or since < window.since or ctx.deferred is None:
+        rows = await ctx.session.execute(
+            select(MessageLog.member_id, MessageLog.sent_at, MessageLog.text_hash).where(
+                MessageLog.chat_id == chat_id,
+                MessageLog.sent_at >= since,
+                MessageLog.revoked_at.is_(None),
+            )
+        )
+        by_member: dict[str, list[tuple[datetime, str | None]]] = {}
+        for member, at, digest in rows:
+            by_member.setdefault(member, []).append((at, digest))
+        window = ChatWindow(since, by_member)
+        ctx.memo.extra[key] = window
+    return window
+
+
 async def recent_messages(
     ctx: Context, event: Message, since: datetime
 ) -> list[tuple[datetime, str | None]]:
     """(time, text digest) of the member's messages in the group from `since` up to this
     one, not taken back: the log's rows and this batch's pending ones."""
     assert event.chat_id
-    rows = await ctx.session.execute(
-        select(MessageLog.sent_at, MessageLog.text_hash)
-        .where(
-            MessageLog.chat_id == event.chat_id,
-            MessageLog.member_id == event.sender,
-            MessageLog.sent_at >= since,
-            MessageLog.sent_at <= event.occurred_at,
-            MessageLog.revoked_at.is_(None),
-        )
-        .order_by(MessageLog.sent_at.desc())
-        .limit(RECENT_KEPT)
-    )
-    recent: list[tuple[datetime, str | None]] = [(at, digest) for at, digest in rows]
+    window = await chat_window(ctx, event.chat_id, since)
+    recent = [
+        (at, digest)
+        for at, digest in window.by_member.get(event.sender, ())
+        if since <= at <= event.occurred_at
+    ][-RECENT_KEPT:]
     if ctx.deferred is not None:  # this batch's log rows are written at its end
         for entry in ctx.deferred.actions.get(LogMessage, ()):
             assert isinstance(entry, LogMessage)
@@ -428,12 +452,19 @@ async def group_appeal(
 async def private_appeal(event: Message, ctx: Context) -> list[Action]:
     """An appeal word sent to the app privately: the newest step still open to appeal,
     in whichever group, by that group's playbook."""
+    words = {
+        playbook.rules.appeal_word
+        for playbook in ctx.playbooks.playbooks.values()
+        if playbook.rules is not None
+    }
+    if not any(is_appeal(event.text, word) for word in words):
+        return []  # most private messages: no query
     longest = timedelta(hours=720)
     candidates = await appealable(
         ctx.session, member_id=event.sender, chat_id=None, since=event.occurred_at - longest
     )
     for violation in candidates:
-        group = await ctx.session.get(Group, violation.chat_id)
+        group = await ctx.group(violation.chat_id)
         if group is None:
             continue
         playbook = playbook_for(ctx.playbooks, group)
@@ -485,7 +516,7 @@ async def appeal_actions(
 
 async def on_member_joined(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, MemberJoined) and event.chat_id
-    group = await ctx.session.get(Group, event.chat_id)
+    group = await ctx.group(event.chat_id)
     if group is None:
         return []
     playbook = playbook_for(ctx.playbooks, group)
@@ -494,7 +525,7 @@ async def on_member_joined(event: Event, ctx: Context) -> list[Action]:
     if guard is None:
         return []
     at = max((m.join_time or event.occurred_at for m in event.members), default=event.occurred_at)
-    if await active_raid(ctx.session, group.chat_id, at) is not None:
+    if await active_raid(ctx, group.chat_id, at) is not None:
         return []
     joins = await recent_joins(
         ctx.session, group.chat_id, since=at - timedelta(seconds=guard.seconds), until=at

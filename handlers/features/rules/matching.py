@@ -58,6 +58,7 @@ def _converter() -> Any:
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=1024)  # one message's text is normalized by several readers
 def normalize(text: str) -> str:
     """Full-width and compatibility forms folded, case folded, simplified Chinese."""
     folded = unicodedata.normalize("NFKC", text).casefold()

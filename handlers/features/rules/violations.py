@@ -127,6 +127,7 @@ async def apply_raid(action: StartRaidGuard, ctx: Context) -> None:
     else:
         row.started_at, row.until, row.joins = action.started_at, action.until, action.joins
     await ctx.session.flush()
+    ctx.memo.extra.pop(("raid_guard", action.chat_id), None)
     ctx.note(f"raid guard on in {action.chat_id} until {action.until.isoformat()}")
 
 
@@ -178,8 +179,11 @@ async def appealable(
     )
 
 
-async def active_raid(session: AsyncSession, chat_id: str, at: datetime) -> RaidGuardState | None:
-    row = await session.get(RaidGuardState, chat_id)
+async def active_raid(ctx: Context, chat_id: str, at: datetime) -> RaidGuardState | None:
+    key = ("raid_guard", chat_id)
+    if key not in ctx.memo.extra:  # once per batch: most groups never have a row
+        ctx.memo.extra[key] = await ctx.session.get(RaidGuardState, chat_id)
+    row: RaidGuardState | None = ctx.memo.extra[key]
     return row if row is not None and row.started_at <= at < row.until else None
 
 
