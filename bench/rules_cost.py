@@ -95,7 +95,7 @@ async def drain(url: str, templates: Path, count: int, offset: int) -> float:
                 sessions,
                 build_features().registry,
                 GroupDirectory(client),
-                playbooks=lambda: store.current,  # type: ignore[arg-type,return-value]
+                playbooks=lambda: store.current,
                 tz=ZoneInfo("Asia/Shanghai"),
                 metrics=Metrics(),
                 clock=lambda: datetime.now(UTC),
