@@ -100,7 +100,10 @@ def clock(emulator: RunningEmulator) -> Clock:
 
 
 @pytest.fixture
-def settings(database_url: str, templates_dir: Path, emulator: RunningEmulator) -> Settings:
+def settings(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator, clock: Clock
+) -> Settings:
+    # `clock` first: the members below get their join times from it.
     emulator.state.upsert_group(
         GROUP,
         name="运营研习社",

@@ -333,53 +333,35 @@ def deliver(
     once: the owner and operators get the text to send themselves."""
     posts_at_once = group_channel(group.channel_type).capabilities.immediate
     member = event.sender
+
+    def task(summary: str, paste_text: str | None = None) -> Action:
+        return copilot.assign(
+            group,
+            playbook,
+            origin=f"rule_{step}",
+            summary=summary,
+            paste_text=paste_text,
+            member_id=member,
+        )
+
     if step == "remind":
+        text = texts.remind_text(story)
         if posts_at_once and reachable_privately(group, membership, member):
-            return [
-                QueuePrivateText(group.chat_id, member, texts.remind_text(story), "rule_remind")
-            ]
-        return [
-            copilot.assign(
-                group,
-                playbook,
-                origin="rule_remind",
-                summary=texts.remind_task(story),
-                paste_text=texts.remind_text(story),
-                member_id=member,
-            )
-        ]
+            return [QueuePrivateText(group.chat_id, member, text, "rule_remind")]
+        return [task(texts.remind_task(story), text)]
     if step == "warn":
+        text = texts.warn_text(story)
         if posts_at_once:
-            return [
-                QueueGroupText(group.chat_id, texts.warn_text(story), "rule_warn", member_id=member)
-            ]
-        return [
-            copilot.assign(
-                group,
-                playbook,
-                origin="rule_warn",
-                summary=texts.warn_task(story),
-                paste_text=texts.warn_text(story),
-                member_id=member,
-            )
-        ]
+            return [QueueGroupText(group.chat_id, text, "rule_warn", member_id=member)]
+        return [task(texts.warn_task(story), text)]
     if step == "remove" and group.channel_type in REMOVABLE_IN:
         return [
             QueueGroupText(group.chat_id, texts.remove_notice(story), "rule_remove"),
             RemoveMember(group.chat_id, member),
-            copilot.assign(
-                group,
-                playbook,
-                origin="rule_remove",
-                summary=texts.removed_summary(story),
-                member_id=member,
-            ),
+            task(texts.removed_summary(story)),
         ]
     # report, and remove where WeCom does not let the bot: a person decides.
-    summary = texts.remove_summary(story) if step == "remove" else texts.report_summary(story)
-    return [
-        copilot.assign(group, playbook, origin=f"rule_{step}", summary=summary, member_id=member)
-    ]
+    return [task(texts.remove_summary(story) if step == "remove" else texts.report_summary(story))]
 
 
 def reachable_privately(group: Group, membership: Membership | None, member_id: str) -> bool:
