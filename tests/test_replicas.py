@@ -147,7 +147,9 @@ def test_three_replicas_send_each_welcome_and_step_once_with_one_killed(
             assert answer.text == "success", answer.text
 
     def tick(day: date) -> None:
-        result = run_cli(["tick", "--at", f"{day.isoformat()}T21:00", "--json"], env, tmp_path)
+        # The servers run on the real clock: a join at 21:10 plans day 0's 20:00 step
+        # at 21:10, so the tick is the day's last second before quiet hours (22:30).
+        result = run_cli(["tick", "--at", f"{day.isoformat()}T22:29:59", "--json"], env, tmp_path)
         assert result.returncode == 0, result.stderr
 
     try:
