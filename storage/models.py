@@ -427,3 +427,26 @@ class OwnerTask(Base):
     dedup_key: Mapped[str] = mapped_column(String(200))
     digest_id: Mapped[int | None] = mapped_column(IdType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PointsEntry(Base):
+    """One line of the append-only points ledger (handlers/features/points.py). A
+    balance is the sum of a member's lines; nothing is ever updated in place. The
+    unique key (member, reason, source) makes every earning idempotent."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "member_id", "reason", "source_key", name="uq_points_entry"),
+        Index("ix_points_member", "chat_id", "member_id", "created_at"),
+        Index("ix_points_chat_time", "chat_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(24))  # message | manual | …
+    source_key: Mapped[str] = mapped_column(String(160))  # what earned it: msg:<id>, admin:<n>
+    created_at: Mapped[datetime]  # when it was earned (a message's own time)
+    actor: Mapped[str | None] = mapped_column(String(64))  # who, for manual adjustments
+    note: Mapped[str | None] = mapped_column(Text)  # why, for manual adjustments

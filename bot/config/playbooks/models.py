@@ -44,6 +44,7 @@ from bot.config.playbooks.fields import (
     hhmm,
     stripped_non_blank,
 )
+from bot.config.playbooks.points_section import PointsSection
 from bot.config.playbooks.render import (
     PRIVATE_WELCOME_SAMPLE,
     PRIVATE_WELCOME_VARS,
@@ -332,6 +333,7 @@ class Playbook(StrictModel):
     welcome: WelcomeSection | None = None
     touch_sequence: TouchSequence | None = None
     rules: RulesSection | None = None
+    points: PointsSection | None = None
     copilot: CopilotSection = Field(
         default_factory=CopilotSection, description="运营助手：机器人做不了的事变成待办发给人"
     )

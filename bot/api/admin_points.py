@@ -1,0 +1,181 @@
+"""Admin: points (SPEC §5.8): a member's balance and ledger, audited manual
+adjustments, the monthly leaderboard."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.runtime import Runtime
+from bot.timefmt import LocalTime
+from handlers.core.context import Context
+from handlers.features.points import (
+    MANUAL,
+    AddPoints,
+    balance,
+    entries,
+    leaderboard,
+    local_day_bounds,
+)
+from storage.models import Group, Membership
+
+router = APIRouter(prefix="/admin", tags=["admin: points"], dependencies=[AdminDep])
+
+MemberId = Annotated[str, Path(min_length=1, max_length=128)]
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class EntryOut(BaseModel):
+    id: int
+    delta: int
+    reason: str  # message | manual | …
+    source_key: str
+    created_at: LocalTime
+    actor: str | None
+    note: str | None
+
+
+class PointsOut(BaseModel):
+    chat_id: str
+    member_id: str
+    balance: int  # the sum of every ledger line
+    entries: list[EntryOut]  # newest first
+
+
+class AdjustIn(BaseModel):
+    chat_id: str = Field(min_length=1, max_length=128)
+    member_id: str = Field(min_length=1, max_length=128)
+    delta: int = Field(ge=-100_000, le=100_000, description="points to add (negative: take)")
+    reason: str = Field(min_length=1, max_length=500, description="why, kept in the ledger")
+    by: str = Field(default="admin", min_length=1, max_length=64, description="who adjusts")
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, delta: int) -> int:
+        if delta == 0:
+            raise ValueError("delta must not be 0")
+        return delta
+
+    @field_validator("reason", "by")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class Standing(BaseModel):
+    member_id: str
+    name: str | None
+    points: int
+    rank: int
+
+
+async def _group(session: SessionDep, chat_id: str) -> Group:
+    group = await session.get(Group, chat_id)
+    if group is None:
+        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
+    return group
+
+
+async def _points(session: SessionDep, chat_id: str, member_id: str, limit: int) -> PointsOut:
+    return PointsOut(
+        chat_id=chat_id,
+        member_id=member_id,
+        balance=await balance(session, chat_id, member_id),
+        entries=[
+            EntryOut.model_validate(entry, from_attributes=True)
+            for entry in await entries(session, chat_id, member_id, limit=limit)
+        ],
+    )
+
+
+@router.get("/members/{member_id}/points", response_model=PointsOut)
+async def get_points(
+    member_id: MemberId,
+    session: SessionDep,
+    chat_id: Annotated[str, Query(min_length=1, max_length=128)],
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> PointsOut:
+    await _group(session, chat_id)
+    return await _points(session, chat_id, member_id, limit)
+
+
+@router.post("/points", response_model=PointsOut, status_code=201)
+async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> PointsOut:
+    """An audited manual adjustment: a ledger line with who and why."""
+    await _group(session, body.chat_id)
+    now = runtime.clock()
+    action = AddPoints(
+        chat_id=body.chat_id,
+        member_id=body.member_id,
+        delta=body.delta,
+        reason=MANUAL,
+        source_key=f"admin:{secrets.token_hex(8)}",
+        at=now,
+        actor=body.by,
+        note=body.reason,
+    )
+    ctx = Context(
+        session=session,
+        now=now,
+        tz=runtime.settings.tz,
+        playbooks=runtime.playbook_set,
+        source_id="admin:points",
+    )
+    await runtime.executor.execute([action], ctx)
+    await session.commit()
+    return await _points(session, body.chat_id, body.member_id, 100)
+
+
+def _month_bounds(month: str | None, runtime: Runtime) -> tuple[date, date]:
+    tz = runtime.settings.tz
+    if month is None:
+        today = runtime.clock().astimezone(tz).date()
+        first = today.replace(day=1)
+    else:
+        match = MONTH.match(month)
+        if match is None:
+            raise HTTPException(status_code=422, detail="month must look like 2026-11")
+        first = date(int(match[1]), int(match[2]), 1)
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first, following
+
+
+@router.get("/groups/{chat_id}/leaderboard", response_model=list[Standing])
+async def get_leaderboard(
+    chat_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    month: Annotated[
+        str | None, Query(description="YYYY-MM (BOT_TIMEZONE); default this month")
+    ] = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[Standing]:
+    """Members by points earned in the month; equal points share a rank."""
+    await _group(session, chat_id)
+    first, following = _month_bounds(month, runtime)
+    start, _ = local_day_bounds(first, runtime.settings.tz)
+    end, _ = local_day_bounds(following, runtime.settings.tz)
+    standings = await leaderboard(session, chat_id, start=start, end=end, limit=limit)
+    names = dict(
+        (
+            await session.execute(
+                select(Membership.member_id, Membership.name).where(
+                    Membership.chat_id == chat_id,
+                    Membership.member_id.in_([s.member_id for s in standings]),
+                )
+            )
+        ).all()
+    )
+    return [
+        Standing(member_id=s.member_id, name=names.get(s.member_id), points=s.points, rank=s.rank)
+        for s in standings
+    ]

@@ -1,0 +1,55 @@
+"""The `points:` playbook section (SPEC §7): points that reward real contribution.
+
+Message points exist to thank people for taking part, not to pay for volume: a
+message earns only from `min_length` characters, at most once per `cooldown`,
+and at most `daily_cap` a day, so 200 one-character messages earn nothing.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, StrictInt
+
+from bot.config.playbooks.fields import StrictModel
+
+
+class MessagePoints(StrictModel):
+    points: StrictInt = Field(default=1, ge=0, le=100, description="一条有内容的发言得几分")
+    min_length: StrictInt = Field(
+        default=5, ge=1, le=500, description="至少这么多字才算（「好」「+1」不算）"
+    )
+    cooldown_seconds: StrictInt = Field(
+        default=60, ge=0, le=86400, description="两次得分之间至少间隔（秒），刷屏不得分"
+    )
+    daily_cap: StrictInt = Field(default=10, ge=0, le=1000, description="每天发言最多得几分")
+
+
+class InvitePoints(StrictModel):
+    points: StrictInt = Field(default=5, ge=0, le=1000, description="邀请一位新成员得几分")
+    stay_days: StrictInt = Field(
+        default=7, ge=0, le=365, description="被邀请的人留满这么多天才算（提前退群则收回）"
+    )
+
+
+class Reward(StrictModel):
+    name: str = Field(min_length=1, max_length=40, description="奖品名")
+    cost: StrictInt = Field(ge=1, le=1_000_000, description="兑换要多少分")
+    stock: StrictInt | None = Field(default=None, ge=0, description="库存；不写表示不限")
+
+
+class RoleThreshold(StrictModel):
+    name: str = Field(min_length=1, max_length=32, description="角色名，如 活跃、核心、KOL")
+    min_points: StrictInt = Field(ge=0, description="累计积分达到多少")
+
+
+class PointsSection(StrictModel):
+    enabled: bool = True
+    message: MessagePoints = Field(default_factory=MessagePoints)
+    discussion: StrictInt = Field(
+        default=5, ge=0, le=1000, description="参与群友之间的讨论（回复别的成员）得几分"
+    )
+    good_content: StrictInt = Field(
+        default=10, ge=0, le=1000, description="好资源、好问题（管理员认定）得几分"
+    )
+    invite: InvitePoints | None = Field(default=None, description="邀请积分")
+    rewards: tuple[Reward, ...] = Field(default=(), description="可兑换的奖品")
+    roles: tuple[RoleThreshold, ...] = Field(default=(), description="积分角色阶梯")

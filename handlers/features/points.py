@@ -1,0 +1,199 @@
+"""Points that reward real contribution: an append-only ledger (SPEC §5.5).
+
+Every change of a balance is a new ledger line with an idempotency key (member,
+reason, source event), so a replayed event or a retried admin call changes
+nothing; a balance is the sum of the lines, never a number updated in place.
+
+Message points are decided by a pure function from the member's recent earnings:
+too short, too soon after the last earning, or over the day's cap earns nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import cast
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config.playbooks.points_section import MessagePoints
+from handlers.core.actions import Action
+from handlers.core.context import Context
+from handlers.core.events import Event, Message
+from handlers.core.executor import Executor
+from handlers.features.welcome import playbook_for
+from storage.db import insert_for
+from storage.models import PointsEntry
+
+MESSAGE, MANUAL = "message", "manual"
+# Kinds a person writes: a picture or a sticker is not a contribution by length.
+WRITTEN_KINDS = frozenset({"text", "mixed", "markdown", "link"})
+
+
+@dataclass(frozen=True)
+class AddPoints(Action):
+    chat_id: str
+    member_id: str
+    delta: int
+    reason: str
+    source_key: str
+    at: datetime
+    actor: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageEarnings:
+    """What the member earned for messages in the group on the message's local day."""
+
+    today: int
+    last_at: datetime | None
+
+
+def message_points(
+    length: int, earnings: MessageEarnings, *, at: datetime, rule: MessagePoints
+) -> tuple[int, str]:
+    """(points, why): 0 with the reason when the message earns nothing."""
+    if length < rule.min_length:
+        return 0, f"shorter than {rule.min_length} characters"
+    if earnings.last_at is not None and at - earnings.last_at < timedelta(
+        seconds=rule.cooldown_seconds
+    ):
+        return 0, f"earned less than {rule.cooldown_seconds} s ago"
+    room = rule.daily_cap - earnings.today
+    if room <= 0:
+        return 0, f"daily cap of {rule.daily_cap} reached"
+    return min(rule.points, room), "message"
+
+
+def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    return start, start + timedelta(days=1)
+
+
+async def message_earnings(
+    session: AsyncSession, chat_id: str, member_id: str, *, at: datetime, tz: tzinfo
+) -> MessageEarnings:
+    start, end = local_day_bounds(at.astimezone(tz).date(), tz)
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(PointsEntry.delta), 0), func.max(PointsEntry.created_at)
+            ).where(
+                PointsEntry.chat_id == chat_id,
+                PointsEntry.member_id == member_id,
+                PointsEntry.reason == MESSAGE,
+                PointsEntry.created_at >= start,
+                PointsEntry.created_at < end,
+                PointsEntry.created_at <= at,
+            )
+        )
+    ).one()
+    return MessageEarnings(int(row[0]), row[1])
+
+
+async def on_message(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, Message)
+    if (
+        event.chat_type != "group"
+        or not event.chat_id
+        or not event.sender
+        or event.msgtype not in WRITTEN_KINDS
+    ):
+        return []
+    group = await ctx.group(event.chat_id)
+    if group is None:
+        return []
+    points = playbook_for(ctx.playbooks, group).points
+    if points is None or not points.enabled:
+        return []
+    earnings = await message_earnings(
+        ctx.session, event.chat_id, event.sender, at=event.occurred_at, tz=ctx.tz
+    )
+    earned, _why = message_points(
+        len(event.text.strip()), earnings, at=event.occurred_at, rule=points.message
+    )
+    if not earned:
+        return []
+    source = f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or "")
+    return [
+        AddPoints(event.chat_id, event.sender, earned, MESSAGE, source[:160], event.occurred_at)
+    ]
+
+
+async def apply_add(action: AddPoints, ctx: Context) -> None:
+    table = cast(Table, PointsEntry.__table__)
+    await ctx.session.execute(
+        insert_for(ctx.session)(table)
+        .values(
+            chat_id=action.chat_id,
+            member_id=action.member_id,
+            delta=action.delta,
+            reason=action.reason,
+            source_key=action.source_key,
+            created_at=action.at,
+            actor=action.actor,
+            note=action.note,
+        )
+        .on_conflict_do_nothing(index_elements=["chat_id", "member_id", "reason", "source_key"])
+    )
+
+
+# --- reading -----------------------------------------------------------------------
+
+
+async def balance(session: AsyncSession, chat_id: str, member_id: str) -> int:
+    value = await session.execute(
+        select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+            PointsEntry.chat_id == chat_id, PointsEntry.member_id == member_id
+        )
+    )
+    return int(value.scalar_one())
+
+
+async def entries(
+    session: AsyncSession, chat_id: str, member_id: str, *, limit: int
+) -> list[PointsEntry]:
+    rows = await session.execute(
+        select(PointsEntry)
+        .where(PointsEntry.chat_id == chat_id, PointsEntry.member_id == member_id)
+        .order_by(PointsEntry.created_at.desc(), PointsEntry.id.desc())
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+@dataclass(frozen=True)
+class Standing:
+    member_id: str
+    points: int
+    rank: int
+
+
+async def leaderboard(
+    session: AsyncSession, chat_id: str, *, start: datetime, end: datetime, limit: int
+) -> list[Standing]:
+    """Members by points earned in [start, end); equal points share a rank."""
+    total = func.sum(PointsEntry.delta).label("points")
+    rows = await session.execute(
+        select(PointsEntry.member_id, total)
+        .where(
+            PointsEntry.chat_id == chat_id,
+            PointsEntry.created_at >= start,
+            PointsEntry.created_at < end,
+        )
+        .group_by(PointsEntry.member_id)
+        .order_by(total.desc(), PointsEntry.member_id)
+        .limit(limit)
+    )
+    standings: list[Standing] = []
+    for position, (member, points) in enumerate(rows.all(), start=1):
+        points = int(points)
+        rank = standings[-1].rank if standings and standings[-1].points == points else position
+        standings.append(Standing(str(member), points, rank))
+    return standings
+
+
+def register(executor: Executor) -> None:
+    executor.register(AddPoints, apply_add)

@@ -1,0 +1,173 @@
+"""The points ledger, first part (issue 9): message points that cannot be farmed,
+audited manual adjustments, balances and the monthly leaderboard from one ledger.
+Archive records through /wecom/archive and the inbox worker; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.config.playbooks.points_section import MessagePoints
+from bot.sandbox.emulator.server import RunningEmulator
+from handlers.features.points import MessageEarnings, message_points
+from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
+
+GROUP = "wrPoints"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=SHANGHAI).astimezone(UTC)
+RULE = MessagePoints(points=1, min_length=5, cooldown_seconds=60, daily_cap=10)
+
+
+def test_short_soon_and_capped_messages_earn_nothing() -> None:
+    fresh = MessageEarnings(today=0, last_at=None)
+    assert message_points(4, fresh, at=T0, rule=RULE) == (0, "shorter than 5 characters")
+    assert message_points(5, fresh, at=T0, rule=RULE) == (1, "message")
+    recent = MessageEarnings(today=3, last_at=T0 - timedelta(seconds=59))
+    assert message_points(20, recent, at=T0, rule=RULE)[0] == 0
+    assert message_points(20, MessageEarnings(10, None), at=T0, rule=RULE)[0] == 0
+    generous = MessagePoints(points=3, min_length=1, cooldown_seconds=0, daily_cap=10)
+    assert message_points(9, MessageEarnings(9, None), at=T0, rule=generous)[0] == 1  # to the cap
+
+
+def record(n: int, sender: str, at: datetime, text: str) -> dict[str, Any]:
+    return {
+        "msgid": f"p{n}",
+        "action": "send",
+        "from": sender,
+        "tolist": [],
+        "roomid": GROUP,
+        "msgtime": int(at.timestamp() * 1000),
+        "msgtype": "text",
+        "text": {"content": text},
+    }
+
+
+# Rules off: the points alone must refuse to pay for spam (a flood rule would stop it
+# first otherwise). The shipped default's points section applies.
+PLAYBOOK = """\
+name: points_only
+extends: default
+applies_to: {chat_ids: [wrPoints]}
+rules: {enabled: false}
+touch_sequence: {enabled: false}
+"""
+
+
+@pytest.fixture
+async def live(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> AsyncIterator[LiveApp]:
+    (templates_dir / "points_only.yaml").write_text(PLAYBOOK, encoding="utf-8")
+    async with live_webhook_group(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        emulator=emulator,
+        clock=Clock(T0),
+        chat_id=GROUP,
+        name="积分群",
+        members={"wmA": "小安", "wmB": "小白"},
+    ) as app:
+        params, body = join_callback(GROUP, ["wmA", "wmB"])
+        assert (await app.post_callback(params, body)).status_code == 200
+        await settle(app)
+        yield app
+
+
+async def post(app: LiveApp, records: list[dict[str, Any]]) -> None:
+    response = await app.http.post("/wecom/archive", headers=AUTH, json=records)
+    assert response.status_code == 200, response.text
+    await settle(app)
+
+
+async def points_of(app: LiveApp, member: str) -> dict[str, Any]:
+    got = await app.http.get(
+        f"/admin/members/{member}/points", headers=AUTH, params={"chat_id": GROUP}
+    )
+    assert got.status_code == 200, got.text
+    return dict(got.json())
+
+
+async def test_farming_earns_nothing_real_messages_stop_at_the_cap(live: LiveApp) -> None:
+    # 200 one-character messages in a minute.
+    spam = [record(n, "wmA", T0 + timedelta(seconds=n * 0.3), "好") for n in range(200)]
+    await post(live, spam)
+    assert (await points_of(live, "wmA"))["balance"] == 0
+    # 50 real messages, two minutes apart: the daily cap (10) and no more.
+    real = [
+        record(
+            1000 + n, "wmB", T0 + timedelta(minutes=2 * n), f"第 {n} 个想法：我们可以这样复盘活动"
+        )
+        for n in range(50)
+    ]
+    await post(live, real)
+    mine = await points_of(live, "wmB")
+    assert mine["balance"] == 10
+    assert sum(entry["delta"] for entry in mine["entries"]) == 10
+    # A replayed archive batch changes no balance.
+    await post(live, real)
+    assert (await points_of(live, "wmB"))["balance"] == 10
+
+
+async def test_manual_adjustments_are_audited_and_the_leaderboard_is_the_ledger(
+    live: LiveApp,
+) -> None:
+    await post(live, [record(1, "wmA", T0, "分享一个私域运营的案例给大家")])
+    adjusted = await live.http.post(
+        "/admin/points",
+        headers=AUTH,
+        json={"chat_id": GROUP, "member_id": "wmB", "delta": 10, "reason": "好资源", "by": "lisi"},
+    )
+    assert adjusted.status_code == 201, adjusted.text
+    [entry] = adjusted.json()["entries"]
+    assert (entry["reason"], entry["actor"], entry["note"]) == ("manual", "lisi", "好资源")
+    board = await live.http.get(
+        f"/admin/groups/{GROUP}/leaderboard", headers=AUTH, params={"month": "2026-11"}
+    )
+    assert board.status_code == 200
+    rows = board.json()
+    assert [(r["member_id"], r["points"], r["rank"]) for r in rows] == [
+        ("wmB", 10, 1),
+        ("wmA", 1, 2),
+    ]
+    assert rows[0]["name"] == "小白"
+    for row in rows:  # the leaderboard figure is the ledger's sum
+        assert row["points"] == (await points_of(live, row["member_id"]))["balance"]
+    assert (
+        await live.http.get(
+            f"/admin/groups/{GROUP}/leaderboard", headers=AUTH, params={"month": "2026-12"}
+        )
+    ).json() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"chat_id": GROUP, "member_id": "wmB", "delta": 0, "reason": "x"},
+        {"chat_id": GROUP, "member_id": "wmB", "delta": 5, "reason": "  "},
+        {"chat_id": GROUP, "member_id": "wmB", "delta": 5},
+    ],
+)
+async def test_bad_adjustments_are_refused_and_change_nothing(
+    live: LiveApp, body: dict[str, Any]
+) -> None:
+    response = await live.http.post("/admin/points", headers=AUTH, json=body)
+    assert response.status_code == 422
+    assert (await points_of(live, "wmB"))["balance"] == 0
+
+
+async def test_unknown_group_and_bad_month(live: LiveApp) -> None:
+    unknown = await live.http.post(
+        "/admin/points",
+        headers=AUTH,
+        json={"chat_id": "wrNope", "member_id": "wmB", "delta": 5, "reason": "x"},
+    )
+    assert unknown.status_code == 404
+    bad = await live.http.get(
+        f"/admin/groups/{GROUP}/leaderboard", headers=AUTH, params={"month": "2026-13"}
+    )
+    assert bad.status_code == 422
