@@ -10,6 +10,7 @@ too short, too soon after the last earning, or over the day's cap earns nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import cast
@@ -72,25 +73,29 @@ def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-async def message_earnings(
-    session: AsyncSession, chat_id: str, member_id: str, *, at: datetime, tz: tzinfo
-) -> MessageEarnings:
-    start, end = local_day_bounds(at.astimezone(tz).date(), tz)
-    row = (
-        await session.execute(
+async def day_earnings(ctx: Context, chat_id: str, day: date) -> dict[str, MessageEarnings]:
+    """Message earnings of every member in the group on a local day: read once a batch
+    (a busy group's messages cost one query a batch, not one each) and kept current by
+    the applier as the batch earns."""
+    key = ("points_day", f"{chat_id}|{day.isoformat()}")
+    known: dict[str, MessageEarnings] | None = ctx.memo.extra.get(key)
+    if known is None:
+        start, end = local_day_bounds(day, ctx.tz)
+        rows = await ctx.session.execute(
             select(
-                func.coalesce(func.sum(PointsEntry.delta), 0), func.max(PointsEntry.created_at)
-            ).where(
+                PointsEntry.member_id, func.sum(PointsEntry.delta), func.max(PointsEntry.created_at)
+            )
+            .where(
                 PointsEntry.chat_id == chat_id,
-                PointsEntry.member_id == member_id,
                 PointsEntry.reason == MESSAGE,
                 PointsEntry.created_at >= start,
                 PointsEntry.created_at < end,
-                PointsEntry.created_at <= at,
             )
+            .group_by(PointsEntry.member_id)
         )
-    ).one()
-    return MessageEarnings(int(row[0]), row[1])
+        known = {str(m): MessageEarnings(int(total), last) for m, total, last in rows.all()}
+        ctx.memo.extra[key] = known
+    return known
 
 
 async def on_message(event: Event, ctx: Context) -> list[Action]:
@@ -108,35 +113,47 @@ async def on_message(event: Event, ctx: Context) -> list[Action]:
     points = playbook_for(ctx.playbooks, group).points
     if points is None or not points.enabled:
         return []
-    earnings = await message_earnings(
-        ctx.session, event.chat_id, event.sender, at=event.occurred_at, tz=ctx.tz
+    day = event.occurred_at.astimezone(ctx.tz).date()
+    earnings = (await day_earnings(ctx, event.chat_id, day)).get(
+        event.sender, MessageEarnings(0, None)
     )
     earned, _why = message_points(
         len(event.text.strip()), earnings, at=event.occurred_at, rule=points.message
     )
     if not earned:
         return []
+    # The batch's later messages must see this earning before the line is written.
+    known = await day_earnings(ctx, event.chat_id, day)
+    known[event.sender] = MessageEarnings(earnings.today + earned, event.occurred_at)
     source = f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or "")
     return [
         AddPoints(event.chat_id, event.sender, earned, MESSAGE, source[:160], event.occurred_at)
     ]
 
 
-async def apply_add(action: AddPoints, ctx: Context) -> None:
+async def apply_many(actions: Sequence[AddPoints], session: AsyncSession) -> None:
+    """The batch's ledger lines in one executemany; a line already there (a replay)
+    is left as it is. Deferred to the batch's end: later messages of the batch read
+    earlier earnings from the memo (`day_earnings`), not from the table."""
     table = cast(Table, PointsEntry.__table__)
-    await ctx.session.execute(
-        insert_for(ctx.session)(table)
-        .values(
-            chat_id=action.chat_id,
-            member_id=action.member_id,
-            delta=action.delta,
-            reason=action.reason,
-            source_key=action.source_key,
-            created_at=action.at,
-            actor=action.actor,
-            note=action.note,
-        )
-        .on_conflict_do_nothing(index_elements=["chat_id", "member_id", "reason", "source_key"])
+    connection = await session.connection()
+    await connection.execute(
+        insert_for(session)(table).on_conflict_do_nothing(
+            index_elements=["chat_id", "member_id", "reason", "source_key"]
+        ),
+        [
+            {
+                "chat_id": action.chat_id,
+                "member_id": action.member_id,
+                "delta": action.delta,
+                "reason": action.reason,
+                "source_key": action.source_key,
+                "created_at": action.at,
+                "actor": action.actor,
+                "note": action.note,
+            }
+            for action in actions
+        ],
     )
 
 
@@ -196,4 +213,4 @@ async def leaderboard(
 
 
 def register(executor: Executor) -> None:
-    executor.register(AddPoints, apply_add)
+    executor.register_bulk(AddPoints, apply_many)
