@@ -450,3 +450,22 @@ class PointsEntry(Base):
     created_at: Mapped[datetime]  # when it was earned (a message's own time)
     actor: Mapped[str | None] = mapped_column(String(64))  # who, for manual adjustments
     note: Mapped[str | None] = mapped_column(Text)  # why, for manual adjustments
+
+
+class Redemption(Base):
+    """A reward a member took (handlers/features/points.py `redeem`); its cost is the
+    ledger line `redeem:<id>`. A reward's stock is counted from these rows."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        Index("ix_redemption_reward", "playbook", "reward"),
+        Index("ix_redemption_member", "chat_id", "member_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    playbook: Mapped[str] = mapped_column(String(80))  # whose rewards (and stock)
+    reward: Mapped[str] = mapped_column(String(40))
+    cost: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]

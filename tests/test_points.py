@@ -4,6 +4,7 @@ Archive records through /wecom/archive and the inbox worker; SQLite and PostgreS
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,3 +172,73 @@ async def test_unknown_group_and_bad_month(live: LiveApp) -> None:
         f"/admin/groups/{GROUP}/leaderboard", headers=AUTH, params={"month": "2026-13"}
     )
     assert bad.status_code == 422
+
+
+REWARDS = """\
+points:
+  rewards:
+    - {name: 资料包, cost: 100, stock: 5}
+    - {name: 徽章, cost: 30}
+"""
+
+
+async def give(app: LiveApp, member: str, delta: int) -> None:
+    response = await app.http.post(
+        "/admin/points",
+        headers=AUTH,
+        json={"chat_id": GROUP, "member_id": member, "delta": delta, "reason": "测试"},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def redeem(app: LiveApp, member: str, reward: str) -> Any:
+    return await app.http.post(
+        "/admin/redemptions",
+        headers=AUTH,
+        json={"chat_id": GROUP, "member_id": member, "reward": reward},
+    )
+
+
+@pytest.fixture
+async def shop(live: LiveApp, templates_dir: Path) -> LiveApp:
+    path = templates_dir / "points_only.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + REWARDS, encoding="utf-8")
+    await live.runtime.playbooks.reload_async()
+    return live
+
+
+async def test_redemption_beyond_balance_or_stock_is_refused_and_changes_nothing(
+    shop: LiveApp,
+) -> None:
+    await give(shop, "wmA", 120)
+    taken = await redeem(shop, "wmA", "资料包")
+    assert taken.status_code == 201, taken.text
+    assert (taken.json()["balance"], taken.json()["stock_left"]) == (20, 4)
+    short = await redeem(shop, "wmA", "资料包")
+    assert short.status_code == 409 and "balance too low" in short.json()["detail"]
+    mine = await points_of(shop, "wmA")
+    assert mine["balance"] == 20 and [e["reason"] for e in mine["entries"]] == ["redeem", "manual"]
+    unknown = await redeem(shop, "wmA", "飞机")
+    assert unknown.status_code == 422 and "资料包" in unknown.json()["detail"]
+    badge = await redeem(shop, "wmA", "徽章")  # unlimited stock, still the balance
+    assert badge.status_code == 409
+
+
+async def test_concurrent_redemptions_never_overspend(shop: LiveApp, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent writers: PostgreSQL (SQLite has one writer)")
+    members = [f"wmC{n:02d}" for n in range(20)]
+    for member in members:
+        await give(shop, member, 100)
+    await give(shop, "wmRich", 250)
+    answers = await asyncio.gather(*(redeem(shop, member, "资料包") for member in members))
+    assert sorted(a.status_code for a in answers) == [201] * 5 + [409] * 15
+    assert all("out of stock" in a.json()["detail"] for a in answers if a.status_code == 409)
+    balances = [(await points_of(shop, m))["balance"] for m in members]
+    assert sorted(balances) == [0] * 5 + [100] * 15
+    # One member, five redemptions at once, enough points for two.
+    rich = await asyncio.gather(*(redeem(shop, "wmRich", "徽章") for _ in range(5)))
+    assert sorted(a.status_code for a in rich) == [201] * 5  # 5 x 30 = 150 of 250
+    more = await asyncio.gather(*(redeem(shop, "wmRich", "徽章") for _ in range(5)))
+    assert sorted(a.status_code for a in more) == [201] * 3 + [409] * 2  # 100 left: 3 more
+    assert (await points_of(shop, "wmRich"))["balance"] == 10

@@ -24,6 +24,15 @@ from handlers.features.points import (
     leaderboard,
     local_day_bounds,
 )
+from handlers.features.redemption import (
+    POINTS_LOCK_SPACE,
+    RedemptionRefused,
+    UnknownReward,
+    member_lock,
+    redeem,
+)
+from handlers.features.welcome import playbook_for
+from storage.db import lock_keys
 from storage.models import Group, Membership
 
 router = APIRouter(prefix="/admin", tags=["admin: points"], dependencies=[AdminDep])
@@ -69,6 +78,23 @@ class AdjustIn(BaseModel):
         if not value.strip():
             raise ValueError("must not be blank")
         return value.strip()
+
+
+class RedeemIn(BaseModel):
+    chat_id: str = Field(min_length=1, max_length=128)
+    member_id: str = Field(min_length=1, max_length=128)
+    reward: str = Field(min_length=1, max_length=40, description="a reward of the group's playbook")
+
+
+class RedeemOut(BaseModel):
+    id: int
+    chat_id: str
+    member_id: str
+    reward: str
+    cost: int
+    created_at: LocalTime
+    balance: int  # after the redemption
+    stock_left: int | None  # None: unlimited
 
 
 class Standing(BaseModel):
@@ -130,9 +156,46 @@ async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> Po
         playbooks=runtime.playbook_set,
         source_id="admin:points",
     )
+    # A taking adjustment and a redemption at once must not overspend together.
+    await lock_keys(session, POINTS_LOCK_SPACE, [member_lock(body.chat_id, body.member_id)])
     await runtime.executor.execute([action], ctx)
     await session.commit()
     return await _points(session, body.chat_id, body.member_id, 100)
+
+
+@router.post("/redemptions", response_model=RedeemOut, status_code=201)
+async def post_redemption(body: RedeemIn, runtime: RuntimeDep, session: SessionDep) -> RedeemOut:
+    """Spend points on a reward; 409 with the reason when the balance or the stock is
+    short (nothing is changed then)."""
+    group = await _group(session, body.chat_id)
+    playbook = playbook_for(runtime.playbook_set, group)
+    try:
+        done = await redeem(
+            session,
+            playbook,
+            chat_id=body.chat_id,
+            member_id=body.member_id,
+            reward_name=body.reward,
+            now=runtime.clock(),
+        )
+    except UnknownReward as exc:
+        await session.rollback()
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    except RedemptionRefused as exc:
+        await session.rollback()
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    await session.commit()
+    row = done.redemption
+    return RedeemOut(
+        id=row.id,
+        chat_id=row.chat_id,
+        member_id=row.member_id,
+        reward=row.reward,
+        cost=row.cost,
+        created_at=row.created_at,
+        balance=done.balance,
+        stock_left=done.stock_left,
+    )
 
 
 def _month_bounds(month: str | None, runtime: Runtime) -> tuple[date, date]:
