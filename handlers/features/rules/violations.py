@@ -26,7 +26,6 @@ from storage.db import insert_for
 from storage.models import RaidGuardState, Violation
 
 TAKEN, DRY_RUN, HELD, OVERTURNED = "taken", "dry_run", "held", "overturned"
-STATUSES = (TAKEN, DRY_RUN, HELD, OVERTURNED)
 
 
 @dataclass(frozen=True)
