@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,8 @@ from bot.workers.claims import holder_is_gone
 from bot.workers.dispatch import Dispatcher
 from bot.workers.health import LoopHealth, backoff_seconds
 from bot.workers.inbox import BatchOutcome, InboxProcessor
-from handlers.core.actions import AddToWelcomeBatch
+from handlers.core.actions import Action, AddToWelcomeBatch
+from handlers.core.context import Context
 from handlers.core.executor import Executor
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
@@ -183,6 +184,24 @@ class Runtime:
             woken = await outbox.wake_network_failures(session, now=now)
         if woken:
             log.info("retrying %d message(s) that failed on transport before the restart", woken)
+
+    async def apply_actions(
+        self, session: AsyncSession, actions: Sequence[Action], *, source_id: str
+    ) -> Context:
+        """Apply what an admin's request decided, in `session`'s transaction, and commit:
+        the same executor as the inbox and the engine; queued messages go out at once."""
+        ctx = Context(
+            session=session,
+            now=self.clock(),
+            tz=self.settings.tz,
+            playbooks=self.playbook_set,
+            source_id=source_id,
+        )
+        await self.executor.execute(actions, ctx)
+        await session.commit()
+        if ctx.queued:
+            self.dispatcher.wake()
+        return ctx
 
     async def ping_db(self) -> None:
         async with self.sessions() as session:

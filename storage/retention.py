@@ -131,17 +131,19 @@ async def delete_outbox_batch(
     return len(result.all())
 
 
-async def delete_log_batch(session: AsyncSession, *, before: datetime, limit: int = BATCH) -> int:
-    """Delete up to `limit` message-log rows sent before `before`; returns how many."""
-    old = MessageLog.sent_at < before
-    # In time order along ix_message_log_sent: a run costs the rows it deletes.
-    ids = (
-        select(MessageLog.id).where(old).order_by(MessageLog.sent_at).limit(limit)
-    ).scalar_subquery()
-    result = await session.execute(
-        delete(MessageLog).where(MessageLog.id.in_(ids)).returning(MessageLog.id)
-    )
+async def _delete_older(
+    session: AsyncSession, model: Any, column: Any, *, before: datetime, limit: int
+) -> int:
+    """Delete up to `limit` rows whose `column` is before `before`, oldest first (along
+    the column's index, so a run costs the rows it deletes); returns how many."""
+    ids = (select(model.id).where(column < before).order_by(column).limit(limit)).scalar_subquery()
+    result = await session.execute(delete(model).where(model.id.in_(ids)).returning(model.id))
     return len(result.all())
+
+
+async def delete_log_batch(session: AsyncSession, *, before: datetime, limit: int = BATCH) -> int:
+    """Message-log rows sent before `before`."""
+    return await _delete_older(session, MessageLog, MessageLog.sent_at, before=before, limit=limit)
 
 
 FINISHED_DIGEST = ("sent", "skipped", "failed")
@@ -175,16 +177,7 @@ async def delete_violation_batch(
     session: AsyncSession, *, before: datetime, limit: int = BATCH
 ) -> int:
     """Rule hits older than `before` (kept as long as the message log)."""
-    ids = (
-        select(Violation.id)
-        .where(Violation.created_at < before)
-        .order_by(Violation.created_at)
-        .limit(limit)
-    ).scalar_subquery()
-    result = await session.execute(
-        delete(Violation).where(Violation.id.in_(ids)).returning(Violation.id)
-    )
-    return len(result.all())
+    return await _delete_older(session, Violation, Violation.created_at, before=before, limit=limit)
 
 
 class DeleteBatch(Protocol):

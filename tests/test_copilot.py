@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from handlers.features.copilot import TaskView, decide_digest, digest_due_at, render_digest
+from handlers.features.copilot import TaskView, decide_digest, render_digest
+from handlers.features.welcome import batch_due_at
 
 T0 = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 SH = ZoneInfo("Asia/Shanghai")
@@ -42,9 +43,12 @@ def test_an_empty_digest_sends_nothing() -> None:
 
 
 def test_the_first_task_waits_a_moment_and_later_ones_the_interval() -> None:
-    assert digest_due_at(
-        now=T0, gather_seconds=10, last_sent_at=None, min_interval=300
+    assert batch_due_at(
+        now=T0, batch_window_seconds=10, last_sent_at=None, min_interval_seconds=300
     ) == T0 + timedelta(seconds=10)
-    assert digest_due_at(
-        now=T0, gather_seconds=10, last_sent_at=T0 - timedelta(seconds=60), min_interval=300
+    assert batch_due_at(
+        now=T0,
+        batch_window_seconds=10,
+        last_sent_at=T0 - timedelta(seconds=60),
+        min_interval_seconds=300,
     ) == T0 + timedelta(seconds=240)

@@ -53,18 +53,18 @@ def test_skip_reason() -> None:
 
 def test_batch_due_at_waits_window_and_interval() -> None:
     assert batch_due_at(
-        now=NOW, batch_window_seconds=3, last_welcome_at=None, min_interval_seconds=120
+        now=NOW, batch_window_seconds=3, last_sent_at=None, min_interval_seconds=120
     ) == NOW + timedelta(seconds=3)
     assert batch_due_at(
         now=NOW,
         batch_window_seconds=3,
-        last_welcome_at=NOW - timedelta(seconds=30),
+        last_sent_at=NOW - timedelta(seconds=30),
         min_interval_seconds=120,
     ) == NOW + timedelta(seconds=90)
     assert batch_due_at(
         now=NOW,
         batch_window_seconds=3,
-        last_welcome_at=NOW - timedelta(hours=1),
+        last_sent_at=NOW - timedelta(hours=1),
         min_interval_seconds=120,
     ) == NOW + timedelta(seconds=3)
 

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
-from handlers.core.context import Context
 from handlers.features.points import (
     MANUAL,
     AddPoints,
@@ -149,17 +148,9 @@ async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> Po
         actor=body.by,
         note=body.reason,
     )
-    ctx = Context(
-        session=session,
-        now=now,
-        tz=runtime.settings.tz,
-        playbooks=runtime.playbook_set,
-        source_id="admin:points",
-    )
     # A taking adjustment and a redemption at once must not overspend together.
     await lock_keys(session, POINTS_LOCK_SPACE, [member_lock(body.chat_id, body.member_id)])
-    await runtime.executor.execute([action], ctx)
-    await session.commit()
+    await runtime.apply_actions(session, [action], source_id="admin:points")
     return await _points(session, body.chat_id, body.member_id, 100)
 
 

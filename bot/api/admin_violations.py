@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -12,8 +12,7 @@ from pydantic import BaseModel, Field
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
-from handlers.core.actions import Action
-from handlers.core.context import Context
+from handlers.features.points import local_day_bounds
 from handlers.features.rules.review import ReviewConflict, decide_confirm, decide_overturn
 from handlers.features.rules.violations import (
     RuleStats,
@@ -65,7 +64,7 @@ def _out(violation: Violation) -> ViolationOut:
 
 
 def _day_start(day: date, runtime: Runtime) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=runtime.settings.tz).astimezone(UTC)
+    return local_day_bounds(day, runtime.settings.tz)[0]
 
 
 @router.get("/violations", response_model=list[ViolationOut])
@@ -113,20 +112,6 @@ async def _violation(session: SessionDep, violation_id: int) -> Violation:
     return violation
 
 
-async def _apply(runtime: Runtime, session: SessionDep, actions: list[Action], source: str) -> None:
-    ctx = Context(
-        session=session,
-        now=runtime.clock(),
-        tz=runtime.settings.tz,
-        playbooks=runtime.playbook_set,
-        source_id=source,
-    )
-    await runtime.executor.execute(actions, ctx)
-    await session.commit()
-    if ctx.queued:
-        runtime.dispatcher.wake()
-
-
 @router.post("/violations/{violation_id}/overturn", response_model=ViolationOut)
 async def overturn(
     violation_id: RowId, runtime: RuntimeDep, session: SessionDep, body: OverturnIn | None = None
@@ -142,7 +127,7 @@ async def overturn(
         actions = decide_overturn(violation, group, playbook, membership, reason=reason)
     except ReviewConflict as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    await _apply(runtime, session, actions, f"overturn:{violation_id}")
+    await runtime.apply_actions(session, actions, source_id=f"overturn:{violation_id}")
     return _out(await _violation(session, violation_id))
 
 
@@ -154,7 +139,7 @@ async def confirm(violation_id: RowId, runtime: RuntimeDep, session: SessionDep)
         actions = decide_confirm(violation)
     except ReviewConflict as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    await _apply(runtime, session, actions, f"confirm:{violation_id}")
+    await runtime.apply_actions(session, actions, source_id=f"confirm:{violation_id}")
     return _out(await _violation(session, violation_id))
 
 

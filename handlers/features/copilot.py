@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, text
@@ -25,6 +25,7 @@ from handlers.channels.registry import PRIVATE_INTERNAL
 from handlers.core.actions import Action, DueDecision
 from handlers.core.context import Context
 from handlers.core.executor import Executor
+from handlers.features.welcome import batch_due_at
 from scheduler.engine import DueContext, DueKind, Outcome, flushed
 from storage import outbox
 from storage.db import insert_for
@@ -87,15 +88,6 @@ def assign(
         gather_seconds=playbook.copilot.gather_seconds,
         min_interval_seconds=playbook.copilot.min_interval_seconds,
     )
-
-
-def digest_due_at(
-    *, now: datetime, gather_seconds: int, last_sent_at: datetime | None, min_interval: int
-) -> datetime:
-    due = now + timedelta(seconds=gather_seconds)
-    if last_sent_at is not None:
-        due = max(due, last_sent_at + timedelta(seconds=min_interval))
-    return due
 
 
 # --- applying: tasks join the recipient's open digest ---------------------------------
@@ -161,11 +153,11 @@ async def apply_assign(action: AssignOwnerTask, ctx: Context) -> None:
         task_id = inserted.scalar_one_or_none()
         if task_id is None:
             continue  # a replay: the task is there already
-        due = digest_due_at(
+        due = batch_due_at(
             now=ctx.now,
-            gather_seconds=action.gather_seconds,
+            batch_window_seconds=action.gather_seconds,
             last_sent_at=await _last_sent_at(ctx.session, recipient),
-            min_interval=action.min_interval_seconds,
+            min_interval_seconds=action.min_interval_seconds,
         )
         digest = await _open_digest(ctx.session, recipient, now=ctx.now, due_at=due)
         task = await ctx.session.get(OwnerTask, task_id)

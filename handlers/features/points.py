@@ -113,17 +113,14 @@ async def on_message(event: Event, ctx: Context) -> list[Action]:
     points = playbook_for(ctx.playbooks, group).points
     if points is None or not points.enabled:
         return []
-    day = event.occurred_at.astimezone(ctx.tz).date()
-    earnings = (await day_earnings(ctx, event.chat_id, day)).get(
-        event.sender, MessageEarnings(0, None)
-    )
+    known = await day_earnings(ctx, event.chat_id, event.occurred_at.astimezone(ctx.tz).date())
+    earnings = known.get(event.sender, MessageEarnings(0, None))
     earned, _why = message_points(
         len(event.text.strip()), earnings, at=event.occurred_at, rule=points.message
     )
     if not earned:
         return []
     # The batch's later messages must see this earning before the line is written.
-    known = await day_earnings(ctx, event.chat_id, day)
     known[event.sender] = MessageEarnings(earnings.today + earned, event.occurred_at)
     source = f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or "")
     return [

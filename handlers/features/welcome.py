@@ -79,13 +79,14 @@ def batch_due_at(
     *,
     now: datetime,
     batch_window_seconds: int,
-    last_welcome_at: datetime | None,
+    last_sent_at: datetime | None,
     min_interval_seconds: int,
 ) -> datetime:
-    """The batch waits its window, and never goes out sooner than the interval allows."""
+    """The batch waits its window, and never goes out sooner than the interval after the
+    last batch sent (welcomes to a group; the copilot's digests to a person)."""
     due = now + timedelta(seconds=batch_window_seconds)
-    if last_welcome_at is not None:
-        due = max(due, last_welcome_at + timedelta(seconds=min_interval_seconds))
+    if last_sent_at is not None:
+        due = max(due, last_sent_at + timedelta(seconds=min_interval_seconds))
     return due
 
 
@@ -194,7 +195,7 @@ async def on_member_joined(event: Event, ctx: Context) -> list[Action]:
         due = batch_due_at(
             now=ctx.now,
             batch_window_seconds=welcome.batch_window_seconds,
-            last_welcome_at=await last_welcome_at(ctx.session, event.chat_id),
+            last_sent_at=await last_welcome_at(ctx.session, event.chat_id),
             min_interval_seconds=welcome.min_interval_seconds,
         )
         actions.append(AddToWelcomeBatch(event.chat_id, tuple(newcomers), due))

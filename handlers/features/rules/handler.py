@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook
-from bot.config.playbooks.rules_section import Rule, RulesSection
+from bot.config.playbooks.rules_section import RulesSection
 from handlers.channels import customer_sender, group_channel, private_channel
 from handlers.core.actions import Action, Note, QueueGroupText, QueuePrivateText, Stop
 from handlers.core.context import Context
@@ -54,7 +54,7 @@ from handlers.features.rules.violations import (
 )
 from handlers.features.welcome import group_vars, playbook_for
 from storage.members import get_membership
-from storage.models import Group, Membership, MessageLog, Violation
+from storage.models import Group, Membership, MessageLog, RaidGuardState, Violation
 
 RAID_RULE = "raid_guard"
 # Groups the platform lets the bot remove members from: those the app created.
@@ -107,37 +107,46 @@ async def on_message(event: Event, ctx: Context) -> list[Action]:
         appealed = await group_appeal(event, group, playbook, rules, ctx)
         if appealed:
             return appealed
-    hits, raid = await hits_of(event, rules, ctx)
-    if not hits and raid is None:
+    hits = await hits_of(event, rules, ctx)
+    suspect = await raid_suspect(event, rules, ctx)
+    if not hits and suspect is None:
         return []
     membership = await get_membership(ctx.session, group.chat_id, event.sender)
+    raid = None
+    if suspect is not None and is_newcomer(membership, suspect[0], rules):
+        raid = suspect[1]
+    if not hits and raid is None:
+        return []
     roles = await roles_of(ctx.session, group.chat_id, event.sender)
     if raid is not None and not roles & set(rules.exempt_roles):
         return raid_report(event, raid, group, playbook, rules, membership)
     return await act_on_hits(event, hits, group, playbook, rules, membership, roles, ctx)
 
 
-async def hits_of(
+async def hits_of(event: Message, rules: RulesSection, ctx: Context) -> list[Hit]:
+    """The rules the message hits: the matchers, flood and repeated text."""
+    hits = (await matcher_of(rules)).hits(view_of(event)) if rules.items else []
+    return hits + await window_hits(event, rules, ctx)
+
+
+async def raid_suspect(
     event: Message, rules: RulesSection, ctx: Context
-) -> tuple[list[Hit], Hit | None]:
-    """The rules the message hits, and a raid-guard hit when the group is in strict mode
-    and a newcomer posts a link or a contact."""
+) -> tuple[RaidGuardState, Hit] | None:
+    """A link or a contact while the group is in the raid guard's strict mode (whether
+    the sender is a newcomer is `is_newcomer`'s question)."""
     assert event.chat_id
-    view = view_of(event)
-    hits = (await matcher_of(rules)).hits(view) if rules.items else []
-    hits += await window_hits(event, rules, ctx)
-    raid: Hit | None = None
-    if rules.raid_guard is not None:
-        guard = await active_raid(ctx, event.chat_id, event.occurred_at)
-        if guard is not None:
-            member = await get_membership(ctx.session, event.chat_id, event.sender)
-            newcomer = member is not None and member.joined_at >= guard.started_at - timedelta(
-                seconds=rules.raid_guard.seconds
-            )
-            found = _RAID_MATCHER.hits(view) if newcomer else []
-            if found:
-                raid = Hit(RAID_RULE, "raid", found[0].evidence)
-    return hits, raid
+    if rules.raid_guard is None:
+        return None
+    guard = await active_raid(ctx, event.chat_id, event.occurred_at)
+    found = _RAID_MATCHER.hits(view_of(event)) if guard is not None else []
+    return (guard, Hit(RAID_RULE, "raid", found[0].evidence)) if guard and found else None
+
+
+def is_newcomer(membership: Membership | None, guard: RaidGuardState, rules: RulesSection) -> bool:
+    """Joined with the burst that tripped the guard, or after it."""
+    if membership is None or rules.raid_guard is None:
+        return False
+    return membership.joined_at >= guard.started_at - timedelta(seconds=rules.raid_guard.seconds)
 
 
 async def window_hits(event: Message, rules: RulesSection, ctx: Context) -> list[Hit]:
@@ -231,10 +240,6 @@ async def recent_messages(
     return recent
 
 
-def member_name(membership: Membership | None, playbook: Playbook) -> str:
-    return (membership.name if membership is not None else None) or playbook.neutral_name
-
-
 async def act_on_hits(
     event: Message,
     hits: list[Hit],
@@ -290,7 +295,7 @@ async def act_on_hits(
             matcher=hit.matcher,
             evidence=hit.evidence,
             text=view_of(event).text or texts_of_kind(event),
-            member_name=member_name(membership, playbook),
+            member_name=texts.member_name(membership, playbook),
             group_name=group_vars(group)["name"],
             count=decision.in_force + 1,
         )
@@ -390,7 +395,7 @@ def raid_report(
         matcher="raid",
         evidence=hit.evidence,
         text=view_of(event).text,
-        member_name=member_name(membership, playbook),
+        member_name=texts.member_name(membership, playbook),
         group_name=group_vars(group)["name"],
         count=1,
     )
@@ -469,10 +474,9 @@ async def appeal_actions(
 ) -> list[Action]:
     violation = await ctx.session.get(Violation, violation_id)
     assert violation is not None
-    rule = rule_named(rules, violation.rule)
-    title = rule.display_title if rule is not None else violation.rule
+    title = texts.rule_title(rules, violation.rule)
     membership = await get_membership(ctx.session, group.chat_id, event.sender)
-    name = member_name(membership, playbook)
+    name = texts.member_name(membership, playbook)
     actions: list[Action] = [
         MarkAppealed(violation.id, event.text, event.occurred_at),
         copilot.assign(
@@ -547,7 +551,3 @@ async def recent_joins(
         )
     )
     return int(value.scalar_one())
-
-
-def rule_named(rules: RulesSection, name: str) -> Rule | None:
-    return next((rule for rule in rules.items if rule.name == name), None)

@@ -50,8 +50,8 @@ def decide_overturn(
         raise ReviewConflict(f"violation {violation.id} is already overturned")
     actions: list[Action] = [MarkOverturned(violation.id, reason)]
     if violation.status == "taken" and violation.step == "remove" and group and playbook:
-        name = (membership.name if membership is not None else None) or playbook.neutral_name
-        title = _title(playbook, violation.rule)
+        name = texts.member_name(membership, playbook)
+        title = texts.rule_title(playbook.rules, violation.rule)
         return [
             *actions,
             copilot.assign(
@@ -69,8 +69,8 @@ def decide_overturn(
         return [*actions, Note("the member was not told about it; nothing to take back")]
     if group is None or playbook is None:
         return [*actions, Note(f"no group {violation.chat_id}; the member is not told")]
-    title = _title(playbook, violation.rule)
-    name = (membership.name if membership is not None else None) or playbook.neutral_name
+    title = texts.rule_title(playbook.rules, violation.rule)
+    name = texts.member_name(membership, playbook)
     private = texts.overturn_text(name, group_vars(group)["name"], title)
     key = f"overturn:{violation.id}"
     if group_channel(group.channel_type).capabilities.immediate:
@@ -103,13 +103,6 @@ def decide_overturn(
         )
     )
     return actions
-
-
-def _title(playbook: Playbook, rule_name: str) -> str:
-    """The rule's name as members read it (the playbook may have changed since)."""
-    rules = playbook.rules
-    rule = next((r for r in (rules.items if rules else ()) if r.name == rule_name), None)
-    return rule.display_title if rule is not None else rule_name
 
 
 def decide_confirm(violation: Violation) -> list[Action]:

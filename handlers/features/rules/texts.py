@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.config.playbooks import Playbook
 from bot.config.playbooks.rules_section import Rule, RulesSection
+from storage.models import Membership
 
 # Why a rule exists, when the playbook does not say, by what matched.
 DEFAULT_EXPLAIN = {
@@ -66,6 +68,17 @@ def story(
         appeal_word=rules.appeal_word,
         appeal_hours=rules.appeal_window_hours,
     )
+
+
+def member_name(membership: Membership | None, playbook: Playbook) -> str:
+    """How texts name a member: their nickname, never a raw wm… id."""
+    return (membership.name if membership is not None else None) or playbook.neutral_name
+
+
+def rule_title(rules: RulesSection | None, rule_name: str) -> str:
+    """A recorded rule's name as members read it (the playbook may have changed since)."""
+    rule = next((r for r in (rules.items if rules else ()) if r.name == rule_name), None)
+    return rule.display_title if rule is not None else rule_name
 
 
 def shorten(text: str, limit: int) -> str:
