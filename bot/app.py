@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_groups,
+    admin_health,
     admin_members,
     admin_outbox,
     admin_playbooks,
@@ -129,6 +130,7 @@ def create_app(
         admin_playbooks,
         admin_touch,
         admin_members,
+        admin_health,
         admin_points,
         admin_violations,
         admin_outbox,

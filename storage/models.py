@@ -320,6 +320,8 @@ class MessageLog(Base):
     source_id: Mapped[str] = mapped_column(String(64), unique=True)  # inbox:<id>
     # A digest of the normalized text (rules' "repeated text"); no content is kept.
     text_hash: Mapped[str | None] = mapped_column(String(16))
+    # Whether it reads as a question (handlers/features/questions.py), for group health.
+    is_question: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MemberRole(Base):
@@ -334,6 +336,35 @@ class MemberRole(Base):
     member_id: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(32))
     set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberLevel(Base):
+    """A member's rung on the group's ladder (普通 → 活跃 → 核心 → KOL, from the
+    playbook's thresholds; handlers/features/ladder.py). 普通 has no row."""
+
+    __tablename__ = "member_levels"
+    __table_args__ = (UniqueConstraint("chat_id", "member_id", name="uq_member_level"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    level: Mapped[str] = mapped_column(String(32))
+    since: Mapped[datetime]
+
+
+class LevelChange(Base):
+    """Every promotion and demotion, with the reason members and admins can read."""
+
+    __tablename__ = "level_changes"
+    __table_args__ = (Index("ix_level_change_member", "chat_id", "member_id", "at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    from_level: Mapped[str] = mapped_column(String(32))
+    to_level: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
 
 
 class Violation(Base):

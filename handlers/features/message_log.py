@@ -20,11 +20,13 @@ from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from handlers.features.questions import looks_like_question
 from handlers.features.rules.matching import text_fingerprint
 from storage.db import insert_for
 from storage.models import MessageLog
 
 MAX_ID = 128  # the log's id columns
+QUESTION_KINDS = frozenset({"text", "mixed", "markdown"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class LogMessage(Action):
     revokes: str | None = None  # set for a revoke: the msg_id to mark, nothing added
     source_id: str = ""
     text_hash: str | None = None  # the rules' "same text again" (no content kept)
+    is_question: bool = False
 
 
 def log_entry(event: Message, source_id: str) -> LogMessage | None:
@@ -57,6 +60,7 @@ def log_entry(event: Message, source_id: str) -> LogMessage | None:
         revokes=event.revokes if event.msgtype == "revoke" else None,
         source_id=source_id,
         text_hash=text_fingerprint(event.text) if event.msgtype != "revoke" else None,
+        is_question=event.msgtype in QUESTION_KINDS and looks_like_question(event.text),
     )
 
 
@@ -91,6 +95,7 @@ async def apply_entries(actions: Sequence[LogMessage], session: AsyncSession) ->
                     "replies_to": action.replies_to,
                     "source_id": action.source_id,
                     "text_hash": action.text_hash,
+                    "is_question": action.is_question,
                 }
                 for action in fresh.values()
             ],

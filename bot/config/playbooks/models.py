@@ -44,6 +44,7 @@ from bot.config.playbooks.fields import (
     hhmm,
     stripped_non_blank,
 )
+from bot.config.playbooks.health_section import HealthSection
 from bot.config.playbooks.points_section import PointsSection
 from bot.config.playbooks.render import (
     PRIVATE_WELCOME_SAMPLE,
@@ -334,6 +335,9 @@ class Playbook(StrictModel):
     touch_sequence: TouchSequence | None = None
     rules: RulesSection | None = None
     points: PointsSection | None = None
+    health: HealthSection = Field(
+        default_factory=HealthSection, description="社群健康度的目标线（周报和 /health 用）"
+    )
     copilot: CopilotSection = Field(
         default_factory=CopilotSection, description="运营助手：机器人做不了的事变成待办发给人"
     )
