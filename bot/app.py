@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from bot.api import (
     admin_groups,
     admin_health,
+    admin_ladder,
     admin_members,
     admin_outbox,
     admin_playbooks,
@@ -131,6 +132,7 @@ def create_app(
         admin_touch,
         admin_members,
         admin_health,
+        admin_ladder,
         admin_points,
         admin_violations,
         admin_outbox,

@@ -35,6 +35,7 @@ from bot.workers.inbox import BatchOutcome, InboxProcessor
 from handlers.core.actions import Action, AddToWelcomeBatch
 from handlers.core.context import Context
 from handlers.core.executor import Executor
+from handlers.features.ladder import review_all
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
 from handlers.wiring import build_features
@@ -136,6 +137,15 @@ class Runtime:
         )
         return result.note()
 
+    async def review_ladders(self) -> str:
+        """Promotions and demotions on every group's ladder (handlers/features/ladder.py)."""
+        async with self.sessions() as session, session.begin():
+            reviewed = await review_all(
+                session, self.playbook_set, now=self.clock(), tz=self.settings.tz
+            )
+        moved = sum(len(changes) for changes in reviewed.values())
+        return f"{moved} level change(s) in {len(reviewed)} group(s)" if moved else ""
+
     def periodic_jobs(self) -> list[PeriodicJob]:
         async def templates() -> str:
             outcome = await self.sync_templates()
@@ -153,6 +163,7 @@ class Runtime:
             PeriodicJob(
                 "retention", timedelta(hours=1), self._counted("retention", self.retention)
             ),
+            PeriodicJob("ladder", timedelta(hours=6), self._counted("ladder", self.review_ladders)),
         ]
 
     def _counted(self, job: str, run: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[str]]:

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import copilot, membership, message_log, points, touch, welcome
+from handlers.features import (
+    copilot,
+    membership,
+    message_log,
+    points,
+    points_query,
+    touch,
+    welcome,
+)
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from scheduler.engine import DueKind
@@ -42,6 +50,7 @@ def build_features() -> Features:
     registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
     registry.add("message", points.on_message, group=CONTENT, name="points")
+    registry.add("message", points_query.on_message, group=CONTENT, name="points_query")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),

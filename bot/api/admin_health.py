@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
 from handlers.features.health.figures import Report, figures
@@ -71,10 +71,7 @@ async def get_group_health(
     """Active rate, member-to-member rounds, who answers questions, the role pyramid,
     size against the cap, growth and leads for one ISO week, with their goal lines."""
     chosen = chosen_week(runtime, week)
-    group = await session.get(Group, chat_id)
-    if group is None:
-        raise HTTPException(status_code=404, detail=f"unknown group {chat_id}")
-    return await group_health(session, runtime, group, chosen)
+    return await group_health(session, runtime, await known_group(session, chat_id), chosen)
 
 
 @router.get("/health", response_model=HealthOverview)

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.runtime import Runtime
+from storage.models import Group
 
 MAX_CALLBACK_BYTES = 1024 * 1024
 
@@ -72,3 +73,11 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
             raise HTTPException(status_code=413, detail=f"body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def known_group(session: AsyncSession, chat_id: str) -> Group:
+    """The group's row, or 404 naming it."""
+    group = await session.get(Group, chat_id)
+    if group is None:
+        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
+    return group

@@ -18,16 +18,19 @@ from typing import cast
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.config.playbooks.points_section import MessagePoints
+from bot.config.playbooks.points_section import MessagePoints, PointsSection
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from handlers.features.health.signals import LoggedMessage, answered_member
+from handlers.features.message_log import LogMessage
+from handlers.features.roles import HOST_ROLES, roles_in
 from handlers.features.welcome import playbook_for
 from storage.db import insert_for
-from storage.models import PointsEntry
+from storage.models import Group, MessageLog, PointsEntry
 
-MESSAGE, MANUAL = "message", "manual"
+MESSAGE, MANUAL, DISCUSSION = "message", "manual", "discussion"
 # Kinds a person writes: a picture or a sticker is not a contribution by length.
 WRITTEN_KINDS = frozenset({"text", "mixed", "markdown", "link"})
 
@@ -73,11 +76,13 @@ def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-async def day_earnings(ctx: Context, chat_id: str, day: date) -> dict[str, MessageEarnings]:
-    """Message earnings of every member in the group on a local day: read once a batch
-    (a busy group's messages cost one query a batch, not one each) and kept current by
-    the applier as the batch earns."""
-    key = ("points_day", f"{chat_id}|{day.isoformat()}")
+async def day_earnings(
+    ctx: Context, chat_id: str, day: date, reason: str = MESSAGE
+) -> dict[str, MessageEarnings]:
+    """Earnings for one reason of every member in the group on a local day: read once a
+    batch (a busy group's messages cost one query a batch, not one each) and kept
+    current by the handler as the batch earns."""
+    key = ("points_day", f"{chat_id}|{day.isoformat()}|{reason}")
     known: dict[str, MessageEarnings] | None = ctx.memo.extra.get(key)
     if known is None:
         start, end = local_day_bounds(day, ctx.tz)
@@ -87,7 +92,7 @@ async def day_earnings(ctx: Context, chat_id: str, day: date) -> dict[str, Messa
             )
             .where(
                 PointsEntry.chat_id == chat_id,
-                PointsEntry.reason == MESSAGE,
+                PointsEntry.reason == reason,
                 PointsEntry.created_at >= start,
                 PointsEntry.created_at < end,
             )
@@ -113,19 +118,105 @@ async def on_message(event: Event, ctx: Context) -> list[Action]:
     points = playbook_for(ctx.playbooks, group).points
     if points is None or not points.enabled:
         return []
-    known = await day_earnings(ctx, event.chat_id, event.occurred_at.astimezone(ctx.tz).date())
+    day = event.occurred_at.astimezone(ctx.tz).date()
+    length = len(event.text.strip())
+    source = (f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""))[:160]
+    lines: list[Action] = []
+    known = await day_earnings(ctx, event.chat_id, day)
     earnings = known.get(event.sender, MessageEarnings(0, None))
-    earned, _why = message_points(
-        len(event.text.strip()), earnings, at=event.occurred_at, rule=points.message
+    earned, _why = message_points(length, earnings, at=event.occurred_at, rule=points.message)
+    if earned:
+        # The batch's later messages must see this earning before the line is written.
+        known[event.sender] = MessageEarnings(earnings.today + earned, event.occurred_at)
+        lines.append(
+            AddPoints(event.chat_id, event.sender, earned, MESSAGE, source, event.occurred_at)
+        )
+    if length >= points.message.min_length and points.discussion:
+        lines += await discussion_points(event, ctx, day, source, points, group)
+    return lines
+
+
+def discussion_award(today: int, *, points: int, daily_cap: int) -> int:
+    """+`points` for taking part in a discussion, up to the day's cap."""
+    return max(0, min(points, daily_cap - today))
+
+
+async def discussion_points(
+    event: Message, ctx: Context, day: date, source: str, points: PointsSection, group: Group
+) -> list[Action]:
+    """+discussion for answering another member (not the host) within the thread window:
+    the member-to-member exchange group health counts as a round."""
+    assert event.chat_id
+    known = await day_earnings(ctx, event.chat_id, day, DISCUSSION)
+    earnings = known.get(event.sender, MessageEarnings(0, None))
+    award = discussion_award(
+        earnings.today, points=points.discussion, daily_cap=points.discussion_daily_cap
     )
-    if not earned:
+    if not award:
         return []
-    # The batch's later messages must see this earning before the line is written.
-    known[event.sender] = MessageEarnings(earnings.today + earned, event.occurred_at)
-    source = f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or "")
-    return [
-        AddPoints(event.chat_id, event.sender, earned, MESSAGE, source[:160], event.occurred_at)
+    window = timedelta(minutes=playbook_for(ctx.playbooks, group).health.thread_minutes)
+    current = LoggedMessage(event.sender, event.occurred_at, replies_to=quoted_member(event))
+    previous = await previous_in_chat(ctx, event)
+    partner = answered_member(current, previous, window)
+    if partner is None:
+        return []
+    if current.replies_to is None and previous and previous.length < points.message.min_length:
+        return []  # answering "好" or "1" is no discussion
+    roles = await roles_in(ctx.session, event.chat_id, [event.sender, partner])
+    if any(roles[who] & HOST_ROLES for who in (event.sender, partner)):
+        return []
+    known[event.sender] = MessageEarnings(earnings.today + award, event.occurred_at)
+    return [AddPoints(event.chat_id, event.sender, award, DISCUSSION, source, event.occurred_at)]
+
+
+def quoted_member(event: Message) -> str | None:
+    return event.quote.sender if event.quote is not None else None
+
+
+async def previous_in_chat(ctx: Context, event: Message) -> LoggedMessage | None:
+    """The group's message before this one, not taken back: this batch's pending log
+    rows, else the last logged row before the batch (read once a batch)."""
+    assert event.chat_id
+    own = (ctx.source_id or "")[:64]
+    pending = [
+        entry
+        for entry in (ctx.deferred.actions.get(LogMessage, ()) if ctx.deferred else ())
+        if isinstance(entry, LogMessage)
+        and entry.chat_id == event.chat_id
+        and entry.revokes is None
+        and entry.source_id != own
+        and entry.at <= event.occurred_at
     ]
+    if pending:
+        last = max(pending, key=lambda entry: entry.at)
+        return LoggedMessage(
+            last.member_id, last.at, replies_to=last.replies_to, length=last.length
+        )
+    key = ("last_logged", event.chat_id)
+    if key not in ctx.memo.extra or ctx.deferred is None:
+        row = (
+            await ctx.session.execute(
+                select(
+                    MessageLog.member_id,
+                    MessageLog.sent_at,
+                    MessageLog.replies_to,
+                    MessageLog.length,
+                )
+                .where(
+                    MessageLog.chat_id == event.chat_id,
+                    MessageLog.revoked_at.is_(None),
+                    MessageLog.source_id != own,
+                    MessageLog.sent_at <= event.occurred_at,
+                )
+                .order_by(MessageLog.sent_at.desc(), MessageLog.id.desc())
+                .limit(1)
+            )
+        ).first()
+        ctx.memo.extra[key] = (
+            LoggedMessage(row[0], row[1], replies_to=row[2], length=row[3]) if row else None
+        )
+    found: LoggedMessage | None = ctx.memo.extra[key]
+    return found
 
 
 async def apply_many(actions: Sequence[AddPoints], session: AsyncSession) -> None:

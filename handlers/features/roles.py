@@ -18,6 +18,8 @@ from handlers.channels.registry import is_external_id
 from storage.models import Group, MemberRole, Membership
 
 DERIVED_ROLES = ("owner", "admin", "staff")
+# "The host" of the seeds' health signals: whoever runs the group rather than takes part.
+HOST_ROLES = frozenset(DERIVED_ROLES)
 
 
 async def roles_in(

@@ -7,7 +7,7 @@ and at most `daily_cap` a day, so 200 one-character messages earn nothing.
 
 from __future__ import annotations
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictInt, field_validator
 
 from bot.config.playbooks.fields import StrictModel
 
@@ -37,8 +37,17 @@ class Reward(StrictModel):
 
 
 class RoleThreshold(StrictModel):
+    """One rung of the ladder 普通 → 活跃 → 核心 → KOL; every condition must hold.
+    讲师 and 大咖 are nominated by admins (PUT /admin/members/{id}/roles), not earned."""
+
     name: str = Field(min_length=1, max_length=32, description="角色名，如 活跃、核心、KOL")
-    min_points: StrictInt = Field(ge=0, description="累计积分达到多少")
+    min_points: StrictInt = Field(ge=0, description="在本群累计积分达到多少")
+    active_weeks: StrictInt = Field(
+        default=0, ge=0, le=52, description="最近 ladder_weeks 周里至少有几周发过言"
+    )
+    answers: StrictInt = Field(
+        default=0, ge=0, le=10000, description="最近 ladder_weeks 周里至少回答过几个别人的问题"
+    )
 
 
 class PointsSection(StrictModel):
@@ -47,9 +56,32 @@ class PointsSection(StrictModel):
     discussion: StrictInt = Field(
         default=5, ge=0, le=1000, description="参与群友之间的讨论（回复别的成员）得几分"
     )
+    discussion_daily_cap: StrictInt = Field(
+        default=15, ge=0, le=10000, description="每天讨论最多得几分（两个人来回刷也到此为止）"
+    )
     good_content: StrictInt = Field(
         default=10, ge=0, le=1000, description="好资源、好问题（管理员认定）得几分"
     )
     invite: InvitePoints | None = Field(default=None, description="邀请积分")
     rewards: tuple[Reward, ...] = Field(default=(), description="可兑换的奖品")
-    roles: tuple[RoleThreshold, ...] = Field(default=(), description="积分角色阶梯")
+    roles: tuple[RoleThreshold, ...] = Field(
+        default=(), description="角色阶梯，从低到高（普通 → 活跃 → 核心 → KOL）"
+    )
+    ladder_weeks: StrictInt = Field(
+        default=8, ge=1, le=52, description="角色阶梯看最近几周的活跃和回答"
+    )
+    query_words: tuple[str, ...] = Field(
+        default=("我的积分", "查积分"),
+        description="成员在群里发这些词（整句）时，机器人简短回复他的积分和角色",
+    )
+    query_interval_minutes: StrictInt = Field(
+        default=60, ge=1, le=10080, description="同一成员查询积分的回复至少间隔多少分钟"
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _distinct_rungs(cls, rungs: tuple[RoleThreshold, ...]) -> tuple[RoleThreshold, ...]:
+        names = [rung.name for rung in rungs]
+        if len(set(names)) != len(names):
+            raise ValueError("role names on the ladder must be distinct")
+        return rungs

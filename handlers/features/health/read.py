@@ -12,10 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.playbooks.health_section import HealthSection
 from handlers.features.health.figures import Join, WeekFacts
 from handlers.features.health.signals import LoggedMessage
-from handlers.features.roles import roles_in
+from handlers.features.roles import HOST_ROLES, roles_in
 from storage.models import MemberLevel, MemberRole, Membership, MessageLog
 
-HOST_ROLES = frozenset({"owner", "admin", "staff"})
 ISO_WEEK = re.compile(r"^(\d{4})-W(0[1-9]|[1-4]\d|5[0-3])$")
 
 

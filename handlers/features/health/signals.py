@@ -21,6 +21,7 @@ class LoggedMessage:
     at: datetime
     is_question: bool = False
     replies_to: str | None = None  # the member it quotes, where the source says
+    length: int = 0  # characters (points ask the answered message to be a real one)
 
 
 def answered_member(
