@@ -148,13 +148,15 @@ def test_inviter_names_prefer_the_reported_group_and_staff_follows_wecom() -> No
         ("wrOther", "zs", "张三(别群)", 1),
         ("wrG", "zs", "张三", 1),
         ("wrG", "wmX", None, 2),
-        ("wrG", "wbY", "外部", None),  # no type: an external-looking id is not staff
-        ("wrOther", "wbY", None, None),
+        ("wrG", "wmY", "外部", None),  # no type known: judged by the id's shape
+        ("wrOther", "wmY", None, None),
+        ("wrOther", "lisi", "李四", None),
     ]
     info = describe_inviters(rows, "wrG")
     assert info["zs"] == InviterInfo("张三", True)
     assert info["wmX"] == InviterInfo(None, False)
-    assert info["wbY"] == InviterInfo("外部", True)  # "wb…" is not an external id shape
+    assert info["wmY"] == InviterInfo("外部", False)
+    assert info["lisi"] == InviterInfo("李四", True)
     assert describe_inviters(rows, None)["zs"].name == "张三(别群)"  # the first one seen
 
 

@@ -5,6 +5,9 @@ the latest join of a member who left and came back) falls in a range of local da
 invites per ISO week, how many stayed 7 and 30 days, how many became active (sent a
 message that was not taken back) and how many became leads, by stage.
 
+"Became active" reads the message log, which is kept RETENTION_LOG_DAYS: a range
+older than that undercounts it.
+
 `inviter_report` is the pure computation from rows; `read_invitees` and
 `read_inviters` read those rows in two queries, whatever the number of invitees.
 """
