@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_groups,
+    admin_growth,
     admin_health,
     admin_ladder,
     admin_members,
@@ -138,6 +139,7 @@ def create_app(
         admin_outbox,
         admin_sandbox,
         health,
+        admin_growth,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -500,3 +500,42 @@ class Redemption(Base):
     reward: Mapped[str] = mapped_column(String(40))
     cost: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
+
+
+class Lead(Base):
+    """A member marked as a sales lead (handlers/features/leads.py, PUT
+    /admin/members/{id}/lead): one per member. The group of origin and the inviter are
+    those of the first mark and never change; stage, owner and note are the latest."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        UniqueConstraint("member_id", name="uq_lead_member"),
+        Index("ix_lead_origin", "origin_chat_id", "stage"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(String(128))
+    origin_chat_id: Mapped[str] = mapped_column(String(128))
+    inviter: Mapped[str | None] = mapped_column(String(128))  # the origin membership's invitor
+    stage: Mapped[str] = mapped_column(String(16))  # lead | MQL | SQL | customer
+    owner: Mapped[str | None] = mapped_column(String(128))  # who follows it up
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LeadChange(Base):
+    """One change of a lead mark, with who made it: the lead's history."""
+
+    __tablename__ = "lead_changes"
+    __table_args__ = (Index("ix_lead_change_lead", "lead_id", "at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(IdType, ForeignKey("leads.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(String(128))  # the group the change was made from
+    from_stage: Mapped[str | None] = mapped_column(String(16))  # None: the first mark
+    to_stage: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(128))  # after the change
+    note: Mapped[str | None] = mapped_column(Text)  # after the change
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

@@ -231,6 +231,13 @@ async def seeded(
         )
         assert posted.status_code == 200, posted.text
         await settle(app)
+        for member, stage in (("wmK", "customer"), ("wmA", "lead")):
+            marked = await app.http.put(
+                f"/admin/members/{member}/lead",
+                headers=AUTH,
+                json={"chat_id": GROUP, "stage": stage, "owner": "zhangsan"},
+            )
+            assert marked.status_code in (200, 201), marked.text
         # Wednesday noon wmJ leaves.
         clock.now = local(25, 12)
         emulator.state.remove_member(GROUP, "wmJ")
@@ -289,6 +296,13 @@ async def test_a_seeded_week_matches_the_hand_count(seeded: LiveApp) -> None:
         "invited_by_staff": 1,
         "not_invited": 1,
         "organic_share": round(2 / 3, 4),
+    }
+    assert health["leads"] == {
+        "value": round(2 / 13, 4),
+        "goal": 0.1,
+        "meets": True,
+        "by_stage": {"lead": 1, "MQL": 0, "SQL": 0, "customer": 1},
+        "marked": 2,
     }
     assert health["below_goal"] == ["size"]
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.playbooks.health_section import HealthSection
 from handlers.features.health.figures import Join, WeekFacts
 from handlers.features.health.signals import LoggedMessage
+from handlers.features.leads import lead_stage_counts
 from handlers.features.roles import HOST_ROLES, roles_in
 from storage.models import MemberLevel, MemberRole, Membership, MessageLog
 
@@ -100,6 +101,7 @@ async def week_facts(
         ).all()
     )
     people = present | {m.member_id for m in messages} | {i for _, i in joined if i}
+    leads = await lead_stage_counts(session, chat_id)
     roles = await roles_in(session, chat_id, people)
     hosts = frozenset(m for m, found in roles.items() if found & HOST_ROLES)
     return WeekFacts(
@@ -109,6 +111,8 @@ async def week_facts(
         tiers=await tiers_of(session, chat_id, present - hosts, goals),
         joins=[Join(m, i, bool(i) and i in hosts) for m, i in joined],
         leaves=leaves,
+        # The marks as they stand now (a lead mark keeps no weekly history of its own).
+        leads=leads if any(leads.values()) else None,
     )
 
 
