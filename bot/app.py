@@ -19,6 +19,7 @@ from bot.api import (
     admin_playbooks,
     admin_points,
     admin_sandbox,
+    admin_star,
     admin_touch,
     admin_violations,
     archive,
@@ -134,6 +135,7 @@ def create_app(
         admin_outbox,
         admin_sandbox,
         health,
+        admin_star,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import copilot, membership, message_log, points, touch, welcome
+from handlers.features import copilot, membership, message_log, points, star_vote, touch, welcome
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from scheduler.engine import DueKind
@@ -28,6 +28,7 @@ def build_features() -> Features:
     executor = Executor()
     for feature in (membership, message_log, violations, review, copilot, points, welcome, touch):
         feature.register(executor)
+    star_vote.register(executor)
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
@@ -42,10 +43,13 @@ def build_features() -> Features:
     registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
     registry.add("message", points.on_message, group=CONTENT, name="points")
+    registry.add("message", star_vote.on_message, group=CONTENT, name="star_vote")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),
         copilot.OwnerDigestKind(executor),
+        star_vote.StarOpenKind(executor),
+        star_vote.StarCloseKind(executor),
     )
     return Features(executor, registry, due_kinds)
 
