@@ -485,7 +485,8 @@ class StarVote(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     chat_id: Mapped[str] = mapped_column(String(128))
     month: Mapped[str] = mapped_column(String(7))  # the month voted on, YYYY-MM (local)
-    # scheduled | opening | open | closing | closed | no_candidates | skipped | failed
+    # scheduled | opening | open | closing | closed | no_candidates | skipped | failed |
+    # close_failed
     status: Mapped[str] = mapped_column(String(16))
     due_at: Mapped[datetime]
     opened_at: Mapped[datetime | None]

@@ -45,6 +45,7 @@ class StarOut(BaseModel):
     chat_id: str
     month: str
     # scheduled | opening | open | closing | closed | no_candidates | skipped | failed
+    # (the opening failed) | close_failed
     status: str
     due_at: LocalTime  # when it opens (scheduled) or closes (open)
     opened_at: LocalTime | None
@@ -89,7 +90,7 @@ async def _view(session: SessionDep, vote: VoteRow) -> StarOut:
         counts = dict(vote.result["votes"])
         figures = {name: int(vote.result[name]) for name in figures}
         winners = [int(n) for n in vote.result["winners"]]
-    elif vote.status in ("open", "closing"):  # the count so far
+    elif vote.opened_at is not None and vote.closes_at is not None:  # the count so far
         live = vote_tally(vote, await read_ballots(session, vote.id))
         counts = {str(n): v for n, v in live.votes.items()}
         live_json = live.as_json()

@@ -59,7 +59,10 @@ ORIGIN_OPEN, ORIGIN_RESULT = "star_open", "star_result"
 NOT_CANDIDATES = frozenset({"owner", "admin", "staff"})
 CLOSE_GRACE = timedelta(minutes=10)
 SCAN_SECONDS = 600  # how often the opening kind looks for groups whose vote is due
-OPENABLE = ("scheduled", "skipped")  # never opened yet
+# An admin may open a vote that never opened (a failed opening was rolled back) and
+# close one that is open or whose closing failed.
+OPENABLE = ("scheduled", "skipped", "failed")
+CLOSABLE = ("open", "close_failed")
 
 
 def enabled_star(playbook: Playbook | None) -> StarVote | None:
@@ -403,7 +406,7 @@ class StarCloseKind(DueKind):
         )
 
     def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
-        return {"status": "failed", "note": error}
+        return {"status": "close_failed", "note": error}
 
 
 # --- opening and closing now (the admin API) ---------------------------------------------
@@ -420,7 +423,6 @@ def _state(vote: VoteRow) -> str:
         "closing": "is being closed right now",
         "closed": "is already closed",
         "no_candidates": "already ran and had no candidates",
-        "failed": "failed; see its note",
     }.get(vote.status, f"is {vote.status}")
 
 
@@ -491,7 +493,7 @@ async def open_now(
 async def close_now(
     session: AsyncSession, group: Group, playbook: Playbook, month: date, *, at: datetime
 ) -> tuple[VoteRow, list[Action]]:
-    vote = await take(session, group.chat_id, month_label(month), from_=("open",), to="closing")
+    vote = await take(session, group.chat_id, month_label(month), from_=CLOSABLE, to="closing")
     result = vote_tally(vote, await read_ballots(session, vote.id))
     return vote, close_vote(vote, result, group, playbook, at=at)
 
