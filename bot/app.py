@@ -22,6 +22,7 @@ from bot.api import (
     admin_playbooks,
     admin_points,
     admin_sandbox,
+    admin_star,
     admin_touch,
     admin_violations,
     archive,
@@ -140,6 +141,7 @@ def create_app(
         admin_sandbox,
         health,
         admin_growth,
+        admin_star,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -13,6 +13,7 @@ from handlers.features import (
     message_log,
     points,
     points_query,
+    star_vote,
     touch,
     welcome,
 )
@@ -36,6 +37,7 @@ def build_features() -> Features:
     executor = Executor()
     for feature in (membership, message_log, violations, review, copilot, points, welcome, touch):
         feature.register(executor)
+    star_vote.register(executor)
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
@@ -51,10 +53,13 @@ def build_features() -> Features:
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
     registry.add("message", points.on_message, group=CONTENT, name="points")
     registry.add("message", points_query.on_message, group=CONTENT, name="points_query")
+    registry.add("message", star_vote.on_message, group=CONTENT, name="star_vote")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),
         copilot.OwnerDigestKind(executor),
+        star_vote.StarOpenKind(executor),
+        star_vote.StarCloseKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

@@ -539,3 +539,51 @@ class LeadChange(Base):
     note: Mapped[str | None] = mapped_column(Text)  # after the change
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class StarVote(Base):
+    """One group's 贡献之星 vote for one month (handlers/features/star_vote.py): due
+    work twice, opened at `due_at` (scheduled → open) and closed at `due_at` again
+    (open → closed). The unique (group, month) makes it happen once per month."""
+
+    __tablename__ = "star_votes"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "month", name="uq_star_vote_month"),
+        Index("ix_star_vote_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    month: Mapped[str] = mapped_column(String(7))  # the month voted on, YYYY-MM (local)
+    # scheduled | opening | open | closing | closed | no_candidates | skipped | failed |
+    # close_failed
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    opened_at: Mapped[datetime | None]
+    closes_at: Mapped[datetime | None]  # the end of the window (replies before it count)
+    closed_at: Mapped[datetime | None]
+    # [{number, member_id, name, points}] as posted
+    candidates: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # the tally at the close: {votes: {number: n}, counted, duplicates, self_votes, …}
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    winners: Mapped[list[Any]] = mapped_column(JSON, default=list)  # member ids
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StarBallot(Base):
+    """A reply in the group that names a candidate's number while a vote is open; which
+    ones count (first per member, not for oneself) is decided at the tally."""
+
+    __tablename__ = "star_ballots"
+    __table_args__ = (
+        UniqueConstraint("vote_id", "source_key", name="uq_star_ballot_source"),
+        Index("ix_star_ballot_vote", "vote_id", "cast_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    vote_id: Mapped[int] = mapped_column(IdType)
+    voter: Mapped[str] = mapped_column(String(128))
+    number: Mapped[int] = mapped_column(Integer)
+    cast_at: Mapped[datetime]  # the message's own time
+    source_key: Mapped[str] = mapped_column(String(160))  # msg:<id>: a replay counts once

@@ -7,9 +7,11 @@ and at most `daily_cap` a day, so 200 one-character messages earn nothing.
 
 from __future__ import annotations
 
+from datetime import time
+
 from pydantic import Field, StrictInt, field_validator
 
-from bot.config.playbooks.fields import StrictModel
+from bot.config.playbooks.fields import LocalTime, StrictModel
 
 
 class MessagePoints(StrictModel):
@@ -50,6 +52,24 @@ class RoleThreshold(StrictModel):
     )
 
 
+class StarVote(StrictModel):
+    """贡献之星: each month the top of last month's leaderboard is put to a vote in the
+    group (handlers/features/star_vote.py)."""
+
+    enabled: bool = True
+    candidates: StrictInt = Field(
+        default=5, ge=1, le=20, description="候选人数（上月积分榜前几名，群主、管理员和员工除外）"
+    )
+    open_day: StrictInt = Field(
+        default=1, ge=1, le=28, description="每月几号开始投票（投上个月的贡献之星）"
+    )
+    open_at: LocalTime = Field(default=time(10, 0), description="开始投票的时刻，HH:MM")
+    vote_hours: StrictInt = Field(default=48, ge=1, le=240, description="投票持续多少小时")
+    winner_points: StrictInt = Field(
+        default=0, ge=0, le=10_000, description="当选者奖励几分；0 表示不加分"
+    )
+
+
 class PointsSection(StrictModel):
     enabled: bool = True
     message: MessagePoints = Field(default_factory=MessagePoints)
@@ -77,6 +97,7 @@ class PointsSection(StrictModel):
     query_interval_minutes: StrictInt = Field(
         default=60, ge=1, le=10080, description="同一成员查询积分的回复至少间隔多少分钟"
     )
+    star: StarVote | None = Field(default=None, description="贡献之星月度投票；不写表示不投票")
 
     @field_validator("roles")
     @classmethod
