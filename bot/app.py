@@ -18,6 +18,7 @@ from bot.api import (
     admin_outbox,
     admin_playbooks,
     admin_points,
+    admin_points_extras,
     admin_sandbox,
     admin_touch,
     admin_violations,
@@ -134,6 +135,7 @@ def create_app(
         admin_outbox,
         admin_sandbox,
         health,
+        admin_points_extras,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import copilot, membership, message_log, points, touch, welcome
+from handlers.features import (
+    copilot,
+    good_content,
+    membership,
+    message_log,
+    points,
+    points_penalties,
+    touch,
+    welcome,
+)
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from scheduler.engine import DueKind
@@ -28,6 +37,7 @@ def build_features() -> Features:
     executor = Executor()
     for feature in (membership, message_log, violations, review, copilot, points, welcome, touch):
         feature.register(executor)
+    points_penalties.register(executor)
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
@@ -42,6 +52,7 @@ def build_features() -> Features:
     registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
     registry.add("message", points.on_message, group=CONTENT, name="points")
+    registry.add("message", good_content.on_message, group=CONTENT, name="good_content")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),
