@@ -206,11 +206,15 @@ async def get_cross_leaderboard(
         )
     ).all()
     chats = sorted({str(chat) for _, chat, _ in per_group})
-    group_names = dict(
-        (await session.execute(select(Group.chat_id, Group.name).where(Group.chat_id.in_(chats))))
-        .tuples()
-        .all()
-    )
+    # The operator's own label first: this is read by operators, who named the groups.
+    group_names: dict[str, str | None] = {
+        str(chat): label or name or None
+        for chat, label, name in (
+            await session.execute(
+                select(Group.chat_id, Group.label, Group.name).where(Group.chat_id.in_(chats))
+            )
+        ).all()
+    }
     names: dict[str, str | None] = {}
     for member, name in (
         await session.execute(
@@ -218,8 +222,8 @@ async def get_cross_leaderboard(
             .where(Membership.member_id.in_(members), Membership.name.is_not(None))
             .order_by(Membership.member_id, Membership.chat_id)
         )
-    ).tuples():
-        names.setdefault(member, name)
+    ).all():
+        names.setdefault(str(member), name)
     groups: dict[str, list[GroupPoints]] = {}
     for member, chat, points in per_group:
         groups.setdefault(str(member), []).append(
