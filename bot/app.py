@@ -21,6 +21,7 @@ from bot.api import (
     admin_outbox,
     admin_playbooks,
     admin_points,
+    admin_points_extras,
     admin_sandbox,
     admin_star,
     admin_touch,
@@ -142,6 +143,7 @@ def create_app(
         health,
         admin_growth,
         admin_star,
+        admin_points_extras,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

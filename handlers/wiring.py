@@ -9,9 +9,11 @@ from handlers.core.executor import Executor
 from handlers.core.registry import Registry
 from handlers.features import (
     copilot,
+    good_content,
     membership,
     message_log,
     points,
+    points_penalties,
     points_query,
     star_vote,
     touch,
@@ -38,6 +40,7 @@ def build_features() -> Features:
     for feature in (membership, message_log, violations, review, copilot, points, welcome, touch):
         feature.register(executor)
     star_vote.register(executor)
+    points_penalties.register(executor)
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
@@ -54,6 +57,7 @@ def build_features() -> Features:
     registry.add("message", points.on_message, group=CONTENT, name="points")
     registry.add("message", points_query.on_message, group=CONTENT, name="points_query")
     registry.add("message", star_vote.on_message, group=CONTENT, name="star_vote")
+    registry.add("message", good_content.on_message, group=CONTENT, name="good_content")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),

@@ -122,3 +122,16 @@ def test_remove_happens_only_in_a_group_the_app_created() -> None:
     elsewhere = deliver("remove", told, event, group("webhook"), PLAYBOOK, MEMBER)
     assert [type(a).__name__ for a in elsewhere] == ["AssignOwnerTask"]
     assert isinstance(elsewhere[0], AssignOwnerTask) and "手动移出" in elsewhere[0].summary
+
+
+def test_overturning_a_taken_step_gives_its_penalty_back_and_a_dry_run_has_none() -> None:
+    from handlers.features.points_penalties import ReversePenalty
+
+    for step in ("remind", "warn", "report", "remove"):
+        actions = decide_overturn(
+            violation(step), group("appchat"), PLAYBOOK, MEMBER, reason="误判"
+        )
+        assert ReversePenalty(7, "wrG", "wmA", "误判") in actions
+    dry = decide_overturn(violation(None, "dry_run"), group("webhook"), PLAYBOOK, MEMBER, reason="")
+    assert not [a for a in dry if isinstance(a, ReversePenalty)]
+    assert decide_confirm(violation()) == [MarkReviewed(7)]  # confirming takes nothing back

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
+from bot.api.csv_export import csv_response
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
@@ -23,6 +24,7 @@ from handlers.features.points import (
     leaderboard,
     local_day_bounds,
 )
+from handlers.features.points_season import season_start
 from handlers.features.redemption import (
     POINTS_LOCK_SPACE,
     RedemptionRefused,
@@ -53,8 +55,10 @@ class EntryOut(BaseModel):
 class PointsOut(BaseModel):
     chat_id: str
     member_id: str
-    balance: int  # the sum of every ledger line
-    entries: list[EntryOut]  # newest first
+    balance: int  # what can be spent: the sum of the season's lines (points.reset)
+    lifetime: int  # the sum of every ledger line
+    season_start: LocalTime | None  # None: the playbook never resets points
+    entries: list[EntryOut]  # newest first, every season
 
 
 class AdjustIn(BaseModel):
@@ -110,11 +114,22 @@ async def _group(session: SessionDep, chat_id: str) -> Group:
     return group
 
 
-async def _points(session: SessionDep, chat_id: str, member_id: str, limit: int) -> PointsOut:
+async def _points(
+    session: SessionDep, runtime: Runtime, group: Group, member_id: str, limit: int
+) -> PointsOut:
+    chat_id = group.chat_id
+    points = playbook_for(runtime.playbook_set, group).points
+    since = season_start(points, runtime.clock(), runtime.settings.tz)
+    lifetime = await balance(session, chat_id, member_id)
+    spendable = (
+        lifetime if since is None else await balance(session, chat_id, member_id, since=since)
+    )
     return PointsOut(
         chat_id=chat_id,
         member_id=member_id,
-        balance=await balance(session, chat_id, member_id),
+        balance=spendable,
+        lifetime=lifetime,
+        season_start=since,
         entries=[
             EntryOut.model_validate(entry, from_attributes=True)
             for entry in await entries(session, chat_id, member_id, limit=limit)
@@ -125,18 +140,19 @@ async def _points(session: SessionDep, chat_id: str, member_id: str, limit: int)
 @router.get("/members/{member_id}/points", response_model=PointsOut)
 async def get_points(
     member_id: MemberId,
+    runtime: RuntimeDep,
     session: SessionDep,
     chat_id: Annotated[str, Query(min_length=1, max_length=128)],
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> PointsOut:
-    await _group(session, chat_id)
-    return await _points(session, chat_id, member_id, limit)
+    group = await _group(session, chat_id)
+    return await _points(session, runtime, group, member_id, limit)
 
 
 @router.post("/points", response_model=PointsOut, status_code=201)
 async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> PointsOut:
     """An audited manual adjustment: a ledger line with who and why."""
-    await _group(session, body.chat_id)
+    group = await _group(session, body.chat_id)
     now = runtime.clock()
     action = AddPoints(
         chat_id=body.chat_id,
@@ -151,7 +167,7 @@ async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> Po
     # A taking adjustment and a redemption at once must not overspend together.
     await lock_keys(session, POINTS_LOCK_SPACE, [member_lock(body.chat_id, body.member_id)])
     await runtime.apply_actions(session, [action], source_id="admin:points")
-    return await _points(session, body.chat_id, body.member_id, 100)
+    return await _points(session, runtime, group, body.member_id, 100)
 
 
 @router.post("/redemptions", response_model=RedeemOut, status_code=201)
@@ -168,6 +184,7 @@ async def post_redemption(body: RedeemIn, runtime: RuntimeDep, session: SessionD
             member_id=body.member_id,
             reward_name=body.reward,
             now=runtime.clock(),
+            tz=runtime.settings.tz,
         )
     except UnknownReward as exc:
         await session.rollback()
@@ -212,7 +229,8 @@ async def get_leaderboard(
         str | None, Query(description="YYYY-MM (BOT_TIMEZONE); default this month")
     ] = None,
     limit: int = Query(default=50, ge=1, le=500),
-) -> list[Standing]:
+    format: Annotated[Literal["json", "csv"], Query(description="csv: a download")] = "json",
+) -> list[Standing] | Response:
     """Members by points earned in the month; equal points share a rank."""
     await _group(session, chat_id)
     first, following = _month_bounds(month, runtime)
@@ -229,7 +247,14 @@ async def get_leaderboard(
             )
         ).all()
     )
-    return [
+    rows = [
         Standing(member_id=s.member_id, name=names.get(s.member_id), points=s.points, rank=s.rank)
         for s in standings
     ]
+    if format == "csv":
+        return csv_response(
+            f"leaderboard-{chat_id}-{first:%Y-%m}.csv",
+            ["rank", "member_id", "name", "points"],
+            ([r.rank, r.member_id, r.name, r.points] for r in rows),
+        )
+    return rows

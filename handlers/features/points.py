@@ -188,7 +188,8 @@ async def previous_in_chat(ctx: Context, event: Message) -> LoggedMessage | None
         and entry.at <= event.occurred_at
     ]
     if pending:
-        last = max(pending, key=lambda entry: entry.at)
+        # The latest; of equal times the one logged last (archive times are in ms).
+        last = max(reversed(pending), key=lambda entry: entry.at)
         return LoggedMessage(
             last.member_id, last.at, replies_to=last.replies_to, length=last.length
         )
@@ -245,16 +246,51 @@ async def apply_many(actions: Sequence[AddPoints], session: AsyncSession) -> Non
     )
 
 
+async def add_line(
+    session: AsyncSession,
+    *,
+    chat_id: str,
+    member_id: str,
+    delta: int,
+    reason: str,
+    source_key: str,
+    at: datetime,
+    actor: str | None = None,
+    note: str | None = None,
+) -> bool:
+    """One ledger line, written at once (admin calls, rule penalties); False when the
+    line (member, reason, key) is already there, and nothing changes."""
+    table = cast(Table, PointsEntry.__table__)
+    result = await session.execute(
+        insert_for(session)(table)
+        .values(
+            chat_id=chat_id,
+            member_id=member_id,
+            delta=delta,
+            reason=reason,
+            source_key=source_key,
+            created_at=at,
+            actor=actor,
+            note=note,
+        )
+        .on_conflict_do_nothing(index_elements=["chat_id", "member_id", "reason", "source_key"])
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 # --- reading -----------------------------------------------------------------------
 
 
-async def balance(session: AsyncSession, chat_id: str, member_id: str) -> int:
-    value = await session.execute(
-        select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
-            PointsEntry.chat_id == chat_id, PointsEntry.member_id == member_id
-        )
+async def balance(
+    session: AsyncSession, chat_id: str, member_id: str, *, since: datetime | None = None
+) -> int:
+    """The sum of the member's lines; from `since` on (the season's start) when given."""
+    query = select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+        PointsEntry.chat_id == chat_id, PointsEntry.member_id == member_id
     )
-    return int(value.scalar_one())
+    if since is not None:
+        query = query.where(PointsEntry.created_at >= since)
+    return int((await session.execute(query)).scalar_one())
 
 
 async def entries(
@@ -277,18 +313,18 @@ class Standing:
 
 
 async def leaderboard(
-    session: AsyncSession, chat_id: str, *, start: datetime, end: datetime, limit: int
+    session: AsyncSession, chat_id: str | None, *, start: datetime, end: datetime, limit: int
 ) -> list[Standing]:
-    """Members by points earned in [start, end); equal points share a rank."""
+    """Members by points earned in [start, end) in the group, or summed across every
+    group (chat_id None); equal points share a rank."""
     total = func.sum(PointsEntry.delta).label("points")
+    query = select(PointsEntry.member_id, total).where(
+        PointsEntry.created_at >= start, PointsEntry.created_at < end
+    )
+    if chat_id is not None:
+        query = query.where(PointsEntry.chat_id == chat_id)
     rows = await session.execute(
-        select(PointsEntry.member_id, total)
-        .where(
-            PointsEntry.chat_id == chat_id,
-            PointsEntry.created_at >= start,
-            PointsEntry.created_at < end,
-        )
-        .group_by(PointsEntry.member_id)
+        query.group_by(PointsEntry.member_id)
         .order_by(total.desc(), PointsEntry.member_id)
         .limit(limit)
     )

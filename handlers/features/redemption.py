@@ -11,13 +11,14 @@ back with a clear reason when either is short.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook
 from handlers.features.points import balance
+from handlers.features.points_season import season_start
 from storage.db import lock_keys
 from storage.models import PointsEntry, Redemption
 
@@ -52,6 +53,7 @@ async def redeem(
     member_id: str,
     reward_name: str,
     now: datetime,
+    tz: tzinfo,
 ) -> Redeemed:
     """Within the caller's transaction; the caller commits, or rolls back on a refusal."""
     rewards = {r.name: r for r in (playbook.points.rewards if playbook.points else ())}
@@ -76,7 +78,8 @@ async def redeem(
     )
     session.add(redemption)
     await session.flush()  # the write first: see the note at the top
-    have = await balance(session, chat_id, member_id)
+    # Spending reads the current season's balance (points.reset); with no reset, all.
+    have = await balance(session, chat_id, member_id, since=season_start(playbook.points, now, tz))
     if have < reward.cost:
         raise RedemptionRefused(
             f"balance too low: {member_id} has {have} points, {reward.name} costs {reward.cost}"

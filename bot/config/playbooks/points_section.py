@@ -8,6 +8,7 @@ and at most `daily_cap` a day, so 200 one-character messages earn nothing.
 from __future__ import annotations
 
 from datetime import time
+from typing import Literal
 
 from pydantic import Field, StrictInt, field_validator
 
@@ -70,6 +71,19 @@ class StarVote(StrictModel):
     )
 
 
+class Penalties(StrictModel):
+    """Points a rule step takes (0 or negative), given back when an admin overturns it.
+    A private reminder costs nothing: it is a nudge, and false positives happen."""
+
+    remind: StrictInt = Field(default=0, ge=-1000, le=0, description="私下提醒扣几分（写负数）")
+    warn: StrictInt = Field(default=-5, ge=-1000, le=0, description="群内警告扣几分（写负数）")
+    report: StrictInt = Field(default=-10, ge=-1000, le=0, description="报告群主时扣几分（写负数）")
+    remove: StrictInt = Field(default=-10, ge=-1000, le=0, description="移出群时扣几分（写负数）")
+
+
+Season = Literal["never", "monthly", "quarterly", "yearly"]
+
+
 class PointsSection(StrictModel):
     enabled: bool = True
     message: MessagePoints = Field(default_factory=MessagePoints)
@@ -98,6 +112,18 @@ class PointsSection(StrictModel):
         default=60, ge=1, le=10080, description="同一成员查询积分的回复至少间隔多少分钟"
     )
     star: StarVote | None = Field(default=None, description="贡献之星月度投票；不写表示不投票")
+    reaction_words: tuple[str, ...] = Field(
+        default=("精华",),
+        max_length=20,
+        description="群主、管理员或员工引用一条消息只回复这个词，作者得 good_content 分",
+    )
+    penalties: Penalties = Field(
+        default_factory=Penalties, description="违反群规每一级扣的分；撤销处理时退回"
+    )
+    reset: Season = Field(
+        default="never",
+        description="积分清零周期（可兑换的余额从本期开始算；历史流水全部保留）",
+    )
 
     @field_validator("roles")
     @classmethod
@@ -106,3 +132,11 @@ class PointsSection(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError("role names on the ladder must be distinct")
         return rungs
+
+    @field_validator("reaction_words")
+    @classmethod
+    def _words(cls, words: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(word.strip() for word in words)
+        if any(not word or len(word) > 20 for word in cleaned):
+            raise ValueError("a reaction word is 1 to 20 characters")
+        return cleaned

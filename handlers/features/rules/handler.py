@@ -26,6 +26,7 @@ from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, Message
 from handlers.features import copilot
 from handlers.features.message_log import LogMessage
+from handlers.features.points_penalties import penalty_points
 from handlers.features.roles import roles_of
 from handlers.features.rules import texts
 from handlers.features.rules.decide import MemberFacts, RuleDecision, decide_hit
@@ -285,7 +286,8 @@ async def act_on_hits(
                 record=True,
             )
         status = TAKEN if decision.step else (DRY_RUN if decision.dry_run else HELD)
-        actions.append(record_of(event, hit, decision, status))
+        penalty = penalty_points(playbook.points, decision.step)
+        actions.append(record_of(event, hit, decision, status, penalty=penalty))
         if decision.step is None:
             continue
         acted = rule.name
@@ -309,7 +311,9 @@ def texts_of_kind(event: Message) -> str:
     return {"weapp": "[小程序]", "card": "[名片]", "link": "[链接]"}.get(event.msgtype, "")
 
 
-def record_of(event: Message, hit: Hit, decision: RuleDecision, status: str) -> RecordViolation:
+def record_of(
+    event: Message, hit: Hit, decision: RuleDecision, status: str, *, penalty: int = 0
+) -> RecordViolation:
     assert event.chat_id
     return RecordViolation(
         chat_id=event.chat_id,
@@ -323,6 +327,7 @@ def record_of(event: Message, hit: Hit, decision: RuleDecision, status: str) -> 
         evidence=hit.evidence,
         at=event.occurred_at,
         msg_id=event.msg_id,
+        penalty=penalty,
     )
 
 

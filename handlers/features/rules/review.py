@@ -17,6 +17,7 @@ from handlers.core.actions import Action, Note, QueueGroupText, QueuePrivateText
 from handlers.core.context import Context
 from handlers.core.executor import Executor
 from handlers.features import copilot
+from handlers.features.points_penalties import ReversePenalty
 from handlers.features.rules import texts
 from handlers.features.rules.violations import OVERTURNED
 from handlers.features.welcome import group_vars
@@ -49,6 +50,8 @@ def decide_overturn(
     if violation.status == OVERTURNED:
         raise ReviewConflict(f"violation {violation.id} is already overturned")
     actions: list[Action] = [MarkOverturned(violation.id, reason)]
+    if violation.status == "taken":  # what its penalty took comes back (if anything)
+        actions.append(ReversePenalty(violation.id, violation.chat_id, violation.member_id, reason))
     if violation.status == "taken" and violation.step == "remove" and group and playbook:
         name = texts.member_name(membership, playbook)
         title = texts.rule_title(playbook.rules, violation.rule)

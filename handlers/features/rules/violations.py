@@ -20,6 +20,7 @@ from handlers.channels.registry import APPCHAT_MEMBERS
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.executor import Executor
+from handlers.features.points_penalties import record_penalty
 from handlers.features.rules.decide import PastStep
 from storage import outbox
 from storage.db import insert_for
@@ -41,6 +42,7 @@ class RecordViolation(Action):
     evidence: str
     at: datetime  # when the member sent the message: the ladder runs on message time
     msg_id: str | None = None
+    penalty: int = 0  # points the step costs (points.penalties), keyed by the new row's id
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ async def apply_record(action: RecordViolation, ctx: Context) -> None:
     source = (ctx.source_id or f"msg:{action.msg_id or action.at.isoformat()}")[:64]
     table = cast(Table, Violation.__table__)
     # A replayed event records nothing twice (one row per source event and rule).
-    await ctx.session.execute(
+    inserted = await ctx.session.execute(
         insert_for(ctx.session)(table)
         .values(
             chat_id=action.chat_id,
@@ -97,7 +99,20 @@ async def apply_record(action: RecordViolation, ctx: Context) -> None:
             created_at=action.at,
         )
         .on_conflict_do_nothing(index_elements=["source_id", "rule"])
+        .returning(table.c.id)
     )
+    violation_id = inserted.scalar_one_or_none()
+    if violation_id is not None and action.status == TAKEN and action.step and action.penalty:
+        await record_penalty(
+            ctx.session,
+            violation_id=int(violation_id),
+            chat_id=action.chat_id,
+            member_id=action.member_id,
+            points=action.penalty,
+            rule=action.rule,
+            step=action.step,
+            at=action.at,
+        )
     what = action.step if action.status == TAKEN else action.status
     ctx.note(f"rule {action.rule}: {action.member_id} {what} ({action.reason})")
 
