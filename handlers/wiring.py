@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import copilot, membership, message_log, points, touch, welcome
+from handlers.features import (
+    copilot,
+    membership,
+    message_log,
+    points,
+    points_checkin,
+    points_invite,
+    touch,
+    welcome,
+)
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from scheduler.engine import DueKind
@@ -42,6 +51,13 @@ def build_features() -> Features:
     registry.add("member_left", touch.on_member_left, group=TOUCH, name="touch_stop")
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
     registry.add("message", points.on_message, group=CONTENT, name="points")
+    registry.add(
+        "member_joined", points_invite.on_member_joined, group=CONTENT, name="invite_points"
+    )
+    registry.add(
+        "member_left", points_invite.on_member_left, group=CONTENT, name="invite_taken_back"
+    )
+    registry.add("message", points_checkin.on_message, group=CONTENT, name="checkin_points")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),

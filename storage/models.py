@@ -469,3 +469,9 @@ class Redemption(Base):
     reward: Mapped[str] = mapped_column(String(40))
     cost: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
+
+
+# Ledger lines found by what earned them, whoever holds them: an invite pays once per
+# invitee in a group whichever member invited them (handlers/features/points_invite.py).
+# Declared here, not in PointsEntry's table args, so the model above stays as it was.
+Index("ix_points_source", PointsEntry.chat_id, PointsEntry.reason, PointsEntry.source_key)

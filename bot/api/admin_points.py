@@ -23,6 +23,7 @@ from handlers.features.points import (
     leaderboard,
     local_day_bounds,
 )
+from handlers.features.points_checkin import current_streak
 from handlers.features.redemption import (
     POINTS_LOCK_SPACE,
     RedemptionRefused,
@@ -55,6 +56,9 @@ class PointsOut(BaseModel):
     member_id: str
     balance: int  # the sum of every ledger line
     entries: list[EntryOut]  # newest first
+    # Consecutive local days with a check-in (打卡) ending today, or yesterday while
+    # today's may still come; 0 without a running streak.
+    checkin_streak: int = 0
 
 
 class AdjustIn(BaseModel):
@@ -110,7 +114,9 @@ async def _group(session: SessionDep, chat_id: str) -> Group:
     return group
 
 
-async def _points(session: SessionDep, chat_id: str, member_id: str, limit: int) -> PointsOut:
+async def _points(
+    session: SessionDep, chat_id: str, member_id: str, limit: int, *, today: date
+) -> PointsOut:
     return PointsOut(
         chat_id=chat_id,
         member_id=member_id,
@@ -119,18 +125,20 @@ async def _points(session: SessionDep, chat_id: str, member_id: str, limit: int)
             EntryOut.model_validate(entry, from_attributes=True)
             for entry in await entries(session, chat_id, member_id, limit=limit)
         ],
+        checkin_streak=await current_streak(session, chat_id, member_id, today=today),
     )
 
 
 @router.get("/members/{member_id}/points", response_model=PointsOut)
 async def get_points(
     member_id: MemberId,
+    runtime: RuntimeDep,
     session: SessionDep,
     chat_id: Annotated[str, Query(min_length=1, max_length=128)],
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> PointsOut:
     await _group(session, chat_id)
-    return await _points(session, chat_id, member_id, limit)
+    return await _points(session, chat_id, member_id, limit, today=_today(runtime))
 
 
 @router.post("/points", response_model=PointsOut, status_code=201)
@@ -151,7 +159,7 @@ async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> Po
     # A taking adjustment and a redemption at once must not overspend together.
     await lock_keys(session, POINTS_LOCK_SPACE, [member_lock(body.chat_id, body.member_id)])
     await runtime.apply_actions(session, [action], source_id="admin:points")
-    return await _points(session, body.chat_id, body.member_id, 100)
+    return await _points(session, body.chat_id, body.member_id, 100, today=_today(runtime))
 
 
 @router.post("/redemptions", response_model=RedeemOut, status_code=201)
@@ -187,6 +195,10 @@ async def post_redemption(body: RedeemIn, runtime: RuntimeDep, session: SessionD
         balance=done.balance,
         stock_left=done.stock_left,
     )
+
+
+def _today(runtime: Runtime) -> date:
+    return runtime.clock().astimezone(runtime.settings.tz).date()
 
 
 def _month_bounds(month: str | None, runtime: Runtime) -> tuple[date, date]:
