@@ -13,6 +13,8 @@ from handlers.features import (
     membership,
     message_log,
     points,
+    points_checkin,
+    points_invite,
     points_penalties,
     points_query,
     star_vote,
@@ -58,6 +60,13 @@ def build_features() -> Features:
     registry.add("message", points_query.on_message, group=CONTENT, name="points_query")
     registry.add("message", star_vote.on_message, group=CONTENT, name="star_vote")
     registry.add("message", good_content.on_message, group=CONTENT, name="good_content")
+    registry.add(
+        "member_joined", points_invite.on_member_joined, group=CONTENT, name="invite_points"
+    )
+    registry.add(
+        "member_left", points_invite.on_member_left, group=CONTENT, name="invite_taken_back"
+    )
+    registry.add("message", points_checkin.on_message, group=CONTENT, name="checkin_points")
     due_kinds: tuple[DueKind, ...] = (
         welcome.WelcomeBatchKind(executor),
         touch.TouchStepKind(executor),

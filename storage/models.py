@@ -587,3 +587,9 @@ class StarBallot(Base):
     number: Mapped[int] = mapped_column(Integer)
     cast_at: Mapped[datetime]  # the message's own time
     source_key: Mapped[str] = mapped_column(String(160))  # msg:<id>: a replay counts once
+
+
+# Ledger lines found by what earned them, whoever holds them: an invite pays once per
+# invitee in a group whichever member invited them (handlers/features/points_invite.py).
+# Declared here, not in PointsEntry's table args, so the model above stays as it was.
+Index("ix_points_source", PointsEntry.chat_id, PointsEntry.reason, PointsEntry.source_key)

@@ -24,6 +24,7 @@ from handlers.features.points import (
     leaderboard,
     local_day_bounds,
 )
+from handlers.features.points_checkin import current_streak
 from handlers.features.points_season import season_start
 from handlers.features.redemption import (
     POINTS_LOCK_SPACE,
@@ -59,6 +60,9 @@ class PointsOut(BaseModel):
     lifetime: int  # the sum of every ledger line
     season_start: LocalTime | None  # None: the playbook never resets points
     entries: list[EntryOut]  # newest first, every season
+    # Consecutive local days with a check-in (打卡) ending today, or yesterday while
+    # today's may still come; 0 without a running streak.
+    checkin_streak: int = 0
 
 
 class AdjustIn(BaseModel):
@@ -134,6 +138,12 @@ async def _points(
             EntryOut.model_validate(entry, from_attributes=True)
             for entry in await entries(session, chat_id, member_id, limit=limit)
         ],
+        checkin_streak=await current_streak(
+            session,
+            chat_id,
+            member_id,
+            today=runtime.clock().astimezone(runtime.settings.tz).date(),
+        ),
     )
 
 

@@ -46,6 +46,7 @@ from handlers.core.actions import (
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, MemberLeft, Message
 from handlers.core.executor import Executor
+from handlers.features import points_touch
 from handlers.features.welcome import group_vars
 from scheduler.engine import DueContext, DueKind, Outcome
 from storage.members import get_membership, memberships_of
@@ -528,7 +529,20 @@ class TouchStepKind(DueKind):
         if status == "sent":
             step.outbox_id = effects.queued[0]
             step.sent_on = ctx.at.astimezone(ctx.tz).date()
+        was_active = enrollment.status == "active"
         await complete_if_finished(session, enrollment, ctx.now)
+        if was_active and enrollment.status == "completed":
+            # The week is over: points for going through it (points_touch.py).
+            await self.executor.execute_due(
+                await points_touch.completion_actions(
+                    session, enrollment, ctx.playbooks, now=ctx.now
+                ),
+                session,
+                now=ctx.now,
+                tz=ctx.tz,
+                playbooks=ctx.playbooks,
+                source_id=f"touch_complete:{enrollment.id}",
+            )
         return Outcome(status, reason, tuple(effects.queued))
 
     async def _facts(

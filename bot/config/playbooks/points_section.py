@@ -8,11 +8,12 @@ and at most `daily_cap` a day, so 200 one-character messages earn nothing.
 from __future__ import annotations
 
 from datetime import time
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, StrictInt, field_validator
+from pydantic import Field, StrictBool, StrictInt, field_validator
+from pydantic_core import PydanticCustomError
 
-from bot.config.playbooks.fields import LocalTime, StrictModel
+from bot.config.playbooks.fields import DailySpan, LocalTime, StrictModel, stripped_non_blank
 
 
 class MessagePoints(StrictModel):
@@ -31,6 +32,57 @@ class InvitePoints(StrictModel):
     stay_days: StrictInt = Field(
         default=7, ge=0, le=365, description="被邀请的人留满这么多天才算（提前退群则收回）"
     )
+
+
+class CheckinWindow(DailySpan):
+    """When a check-in counts each day; a window past midnight belongs to the day it
+    opens on (handlers/features/points_checkin.py)."""
+
+    span_noun: ClassVar[str] = "the check-in window"
+
+
+def _default_window() -> CheckinWindow:
+    return CheckinWindow.model_validate({"start": "06:00", "end": "10:00"})
+
+
+class CheckinPoints(StrictModel):
+    """Daily check-in (打卡) for camps: one a local day, in the window, silently."""
+
+    enabled: StrictBool = Field(default=False, description="是否开启每日打卡（训练营用）")
+    words: tuple[str, ...] = Field(
+        default=("打卡",), min_length=1, description="以这些词开头的发言算打卡，如「打卡 第3天」"
+    )
+    points: StrictInt = Field(default=2, ge=0, le=1000, description="每天打卡一次得几分")
+    window: CheckinWindow = Field(
+        default_factory=_default_window, description="每天可以打卡的时段，过了不算"
+    )
+    streak_bonus: dict[int, StrictInt] = Field(
+        default_factory=lambda: {7: 10, 21: 30},
+        description="连续打卡满这么多天另外奖励的分数，如 {7: 10, 21: 30}；每段连续只奖一次",
+    )
+
+    @field_validator("words")
+    @classmethod
+    def _no_blank_words(cls, words: tuple[str, ...]) -> tuple[str, ...]:
+        return stripped_non_blank(words)
+
+    @field_validator("streak_bonus")
+    @classmethod
+    def _sensible_streaks(cls, bonus: dict[int, int]) -> dict[int, int]:
+        for days, points in bonus.items():
+            if not 2 <= days <= 366:
+                raise PydanticCustomError(
+                    "streak_days",
+                    "a streak is 2 to 366 days, got {days}",
+                    {"days": days, "loc_suffix": (str(days),)},
+                )
+            if not 0 <= points <= 1000:
+                raise PydanticCustomError(
+                    "streak_points",
+                    "a streak bonus is 0 to 1000 points, got {points}",
+                    {"points": points, "loc_suffix": (str(days),)},
+                )
+        return bonus
 
 
 class Reward(StrictModel):
@@ -123,6 +175,16 @@ class PointsSection(StrictModel):
     reset: Season = Field(
         default="never",
         description="积分清零周期（可兑换的余额从本期开始算；历史流水全部保留）",
+    )
+
+    checkin: CheckinPoints = Field(
+        default_factory=CheckinPoints, description="每日打卡（默认关闭，训练营群打开）"
+    )
+    touch_complete: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="新人 7 天触达走完、人还在群里时奖励几分；0 表示不奖励",
     )
 
     @field_validator("roles")

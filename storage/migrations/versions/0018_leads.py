@@ -1,7 +1,7 @@
 """leads: lead marks (lead → MQL → SQL → customer) and their history
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-11-30
 """
 

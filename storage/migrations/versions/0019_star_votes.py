@@ -1,7 +1,7 @@
 """star_votes, star_ballots: the monthly 贡献之星 vote and the replies cast in it
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-11-30
 """
 
