@@ -35,6 +35,7 @@ from bot.workers.inbox import BatchOutcome, InboxProcessor
 from handlers.core.actions import Action, AddToWelcomeBatch
 from handlers.core.context import Context
 from handlers.core.executor import Executor
+from handlers.features.health.digest import digest_actions
 from handlers.features.ladder import review_all
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
@@ -146,6 +147,16 @@ class Runtime:
         moved = sum(len(changes) for changes in reviewed.values())
         return f"{moved} level change(s) in {len(reviewed)} group(s)" if moved else ""
 
+    async def send_health_digests(self) -> str:
+        """Monday's health digests (handlers/features/health/digest.py), once a week."""
+        async with self.sessions() as session:
+            actions = await digest_actions(
+                session, self.playbook_set, now=self.clock(), tz=self.settings.tz
+            )
+            if actions:
+                await self.apply_actions(session, actions, source_id="health_digest")
+        return f"{len(actions)} health digest(s)" if actions else ""
+
     def periodic_jobs(self) -> list[PeriodicJob]:
         async def templates() -> str:
             outcome = await self.sync_templates()
@@ -164,6 +175,11 @@ class Runtime:
                 "retention", timedelta(hours=1), self._counted("retention", self.retention)
             ),
             PeriodicJob("ladder", timedelta(hours=6), self._counted("ladder", self.review_ladders)),
+            PeriodicJob(
+                "health_digest",
+                timedelta(minutes=15),
+                self._counted("health_digest", self.send_health_digests),
+            ),
         ]
 
     def _counted(self, job: str, run: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[str]]:

@@ -13,6 +13,7 @@ import pytest
 
 from bot.config.playbooks.health_section import HealthSection
 from bot.sandbox.emulator.server import RunningEmulator
+from handlers.features.health.digest import shortfalls
 from handlers.features.health.figures import Join, WeekFacts, figures
 from handlers.features.health.signals import LoggedMessage, first_answers, member_rounds
 from handlers.features.questions import looks_like_question
@@ -23,6 +24,7 @@ from tests.helpers import (
     join_callback,
     leave_callback,
     live_webhook_group,
+    sent_texts,
     settle,
 )
 
@@ -97,6 +99,7 @@ def test_figures_without_members_or_questions_judge_nothing() -> None:
     assert report.questions.meets is None and report.growth.organic_share is None
     assert report.interaction_rounds.meets is False  # 0 rounds is below 5
     assert report.below_goal == ["interaction_rounds"]
+    assert shortfalls(report) == ["群友互动 0 轮（目标 5 轮）"]
 
 
 def test_organic_share_counts_member_invites_against_staff_invites() -> None:
@@ -329,3 +332,24 @@ async def test_another_week_and_bad_weeks(seeded: LiveApp) -> None:
     assert overview.status_code == 200
     [only] = overview.json()["groups"]
     assert only["chat_id"] == GROUP and only["below_goal"] == ["size"]
+
+
+async def test_monday_digest_lists_groups_below_goal_once(
+    seeded: LiveApp, emulator: RunningEmulator
+) -> None:
+    clock = seeded.runtime.clock
+    assert isinstance(clock, Clock)
+    before = len(sent_texts(emulator, "message/send"))
+    clock.now = local(30, 9, 29)  # Monday, a minute before the playbook's 09:30
+    assert await seeded.runtime.send_health_digests() == ""
+    clock.now = local(30, 9, 31)
+    assert await seeded.runtime.send_health_digests() == "1 health digest(s)"
+    await seeded.runtime.dispatcher.drain()
+    [digest] = sent_texts(emulator, "message/send")[before:]
+    assert digest.startswith("【社群健康周报】2026-W48（11月23日—11月29日）")
+    assert "1. 健康群：群人数 14，已到提醒线 14（上限 500）" in digest
+    # Later in the week (a restart, another replica): nothing twice.
+    clock.now = local(30, 18)
+    assert await seeded.runtime.send_health_digests() == ""
+    await seeded.runtime.dispatcher.drain()
+    assert len(sent_texts(emulator, "message/send")) == before + 1
