@@ -353,3 +353,13 @@ async def test_monday_digest_lists_groups_below_goal_once(
     assert await seeded.runtime.send_health_digests() == ""
     await seeded.runtime.dispatcher.drain()
     assert len(sent_texts(emulator, "message/send")) == before + 1
+
+
+async def test_no_digest_for_a_week_the_bot_did_not_watch_whole(
+    seeded: LiveApp, emulator: RunningEmulator
+) -> None:
+    # The group was registered on Friday 20 November: W47 was not watched whole.
+    clock = seeded.runtime.clock
+    assert isinstance(clock, Clock)
+    clock.now = local(23, 10)  # Monday of W48: the digest would be W47's
+    assert await seeded.runtime.send_health_digests() == ""

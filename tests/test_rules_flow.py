@@ -44,6 +44,7 @@ extends: default
 applies_to: {chat_ids: [wrAds, wrCustomer]}
 copilot: {operators: [yunying1]}
 touch_sequence: {enabled: false}
+health: {digest: false}  # the weeks this test skips through would bring Monday digests
 """
     + SPEC_EXAMPLE
 )

@@ -1,7 +1,8 @@
 """The weekly health digest: on Monday (the playbook's `health.digest_at`), each group
 owner and operator gets one app message listing their groups whose last week fell
-below a goal line — nothing when every group is fine. Keyed per person and week, so
-a restart or a second replica sends nothing twice."""
+below a goal line — nothing when every group is fine, and nothing about a group the
+bot did not know for the whole week (a new group's "0 rounds" would be noise). Keyed
+per person and week, so a restart or a second replica sends nothing twice."""
 
 from __future__ import annotations
 
@@ -91,6 +92,8 @@ async def digest_actions(
         hour, minute = (int(part) for part in goals.digest_at.split(":"))
         if not goals.digest or now < monday + timedelta(hours=hour, minutes=minute):
             continue
+        if group.created_at > week.start or group.dismissed_at is not None:
+            continue  # a week the bot did not watch whole says nothing about the group
         report = figures(await week_facts(session, group.chat_id, week, goals), goals)
         lines = shortfalls(report)
         if not lines:
