@@ -36,7 +36,7 @@ from handlers.core.actions import Action, AddToWelcomeBatch
 from handlers.core.context import Context
 from handlers.core.executor import Executor
 from handlers.features.health.digest import digest_actions
-from handlers.features.ladder import review_all
+from handlers.features.points.ladder import review_all
 from handlers.features.relevance import unwanted_reason
 from handlers.features.touch import close_finished_enrollments
 from handlers.wiring import build_features
@@ -139,7 +139,7 @@ class Runtime:
         return result.note()
 
     async def review_ladders(self) -> str:
-        """Promotions and demotions on every group's ladder (handlers/features/ladder.py)."""
+        """Promotions and demotions on every group's ladder (handlers/features/points/ladder.py)."""
         async with self.sessions() as session, session.begin():
             reviewed = await review_all(
                 session, self.playbook_set, now=self.clock(), tz=self.settings.tz

@@ -7,22 +7,16 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import (
-    copilot,
-    good_content,
-    membership,
-    message_log,
-    points,
-    points_checkin,
-    points_invite,
-    points_penalties,
-    points_query,
-    star_vote,
-    touch,
-    welcome,
-)
+from handlers.features import copilot, membership, message_log, touch, welcome
+from handlers.features.points import checkin as points_checkin
+from handlers.features.points import good_content
+from handlers.features.points import invite as points_invite
+from handlers.features.points import ledger as points
+from handlers.features.points import penalties as points_penalties
+from handlers.features.points import query as points_query
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
+from handlers.features.star import vote as star_vote
 from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules

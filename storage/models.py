@@ -340,7 +340,7 @@ class MemberRole(Base):
 
 class MemberLevel(Base):
     """A member's rung on the group's ladder (普通 → 活跃 → 核心 → KOL, from the
-    playbook's thresholds; handlers/features/ladder.py). 普通 has no row."""
+    playbook's thresholds; handlers/features/points/ladder.py). 普通 has no row."""
 
     __tablename__ = "member_levels"
     __table_args__ = (UniqueConstraint("chat_id", "member_id", name="uq_member_level"),)
@@ -461,7 +461,7 @@ class OwnerTask(Base):
 
 
 class PointsEntry(Base):
-    """One line of the append-only points ledger (handlers/features/points.py). A
+    """One line of the append-only points ledger (handlers/features/points/ledger.py). A
     balance is the sum of a member's lines; nothing is ever updated in place. The
     unique key (member, reason, source) makes every earning idempotent."""
 
@@ -484,7 +484,7 @@ class PointsEntry(Base):
 
 
 class Redemption(Base):
-    """A reward a member took (handlers/features/points.py `redeem`); its cost is the
+    """A reward a member took (handlers/features/points/redemption.py `redeem`); its cost is the
     ledger line `redeem:<id>`. A reward's stock is counted from these rows."""
 
     __tablename__ = "redemptions"
@@ -503,7 +503,7 @@ class Redemption(Base):
 
 
 class Lead(Base):
-    """A member marked as a sales lead (handlers/features/leads.py, PUT
+    """A member marked as a sales lead (handlers/features/growth/leads.py, PUT
     /admin/members/{id}/lead): one per member. The group of origin and the inviter are
     those of the first mark and never change; stage, owner and note are the latest."""
 
@@ -542,7 +542,7 @@ class LeadChange(Base):
 
 
 class StarVote(Base):
-    """One group's 贡献之星 vote for one month (handlers/features/star_vote.py): due
+    """One group's 贡献之星 vote for one month (handlers/features/star/vote.py): due
     work twice, opened at `due_at` (scheduled → open) and closed at `due_at` again
     (open → closed). The unique (group, month) makes it happen once per month."""
 
@@ -590,6 +590,6 @@ class StarBallot(Base):
 
 
 # Ledger lines found by what earned them, whoever holds them: an invite pays once per
-# invitee in a group whichever member invited them (handlers/features/points_invite.py).
+# invitee in a group whichever member invited them (handlers/features/points/invite.py).
 # Declared here, not in PointsEntry's table args, so the model above stays as it was.
 Index("ix_points_source", PointsEntry.chat_id, PointsEntry.reason, PointsEntry.source_key)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.sandbox.emulator.server import RunningEmulator
-from handlers.features.growth import (
+from handlers.features.growth.inviters import (
     Invitee,
     InviterInfo,
     Retained,
@@ -24,7 +24,7 @@ from handlers.features.growth import (
     inviter_report,
     weeks_between,
 )
-from handlers.features.leads import (
+from handlers.features.growth.leads import (
     Mark,
     UnknownStage,
     canonical_stage,

@@ -13,9 +13,9 @@ import pytest
 
 from bot.config.playbooks.points_section import RoleThreshold
 from bot.sandbox.emulator.server import RunningEmulator
-from handlers.features.ladder import Rung, Standing, decide_level, moves
-from handlers.features.points import discussion_award
-from handlers.features.points_query import is_query, query_reply
+from handlers.features.points.ladder import Rung, Standing, decide_level, moves
+from handlers.features.points.ledger import discussion_award
+from handlers.features.points.query import is_query, query_reply
 from tests.helpers import (
     AUTH,
     Clock,

@@ -15,7 +15,7 @@ import pytest
 
 from bot.config.playbooks.points_section import MessagePoints
 from bot.sandbox.emulator.server import RunningEmulator
-from handlers.features.points import MessageEarnings, message_points
+from handlers.features.points.ledger import MessageEarnings, message_points
 from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
 
 GROUP = "wrPoints"

@@ -20,20 +20,20 @@ from bot.config.playbooks.points_section import (
     PointsSection,
 )
 from bot.sandbox.emulator.server import RunningEmulator
-from handlers.features.points_checkin import (
+from handlers.features.points.checkin import (
     Earning,
     checkin_day,
     checkin_earnings,
     is_checkin,
     streak_ending,
 )
-from handlers.features.points_invite import (
+from handlers.features.points.first_week import Completion, completion_points
+from handlers.features.points.invite import (
     EarnedInvite,
     Join,
     invite_points,
     points_taken_back,
 )
-from handlers.features.points_touch import Completion, completion_points
 from storage.models import OutboxItem
 from tests.helpers import (
     AUTH,

@@ -23,10 +23,10 @@ from bot.sources.aibot import normalize_aibot
 from bot.sources.normalized import store_many
 from handlers.core.actions import Note
 from handlers.core.events import Message
-from handlers.features.good_content import QuotedMessage, decide_reaction, reaction_word
-from handlers.features.points import AddPoints
-from handlers.features.points_penalties import penalty_points
-from handlers.features.points_season import season_first_day, season_start
+from handlers.features.points.good_content import QuotedMessage, decide_reaction, reaction_word
+from handlers.features.points.ledger import AddPoints
+from handlers.features.points.penalties import penalty_points
+from handlers.features.points.season import season_first_day, season_start
 from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
 from tests.test_playbooks_rules import SPEC_EXAMPLE
 

@@ -125,7 +125,7 @@ def test_remove_happens_only_in_a_group_the_app_created() -> None:
 
 
 def test_overturning_a_taken_step_gives_its_penalty_back_and_a_dry_run_has_none() -> None:
-    from handlers.features.points_penalties import ReversePenalty
+    from handlers.features.points.penalties import ReversePenalty
 
     for step in ("remind", "warn", "report", "remove"):
         actions = decide_overturn(

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bot.config.playbooks.points_section import PointsSection, StarVote
 from bot.sandbox.emulator.server import RunningEmulator
-from handlers.features.star_tally import (
+from handlers.features.star.tally import (
     Ballot,
     Scored,
     opening_at,

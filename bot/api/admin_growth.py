@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.timefmt import LocalTime, local_iso
-from handlers.features.growth import InviterLine, inviters_report, weeks_between
-from handlers.features.leads import (
+from handlers.features.growth.inviters import InviterLine, inviters_report, weeks_between
+from handlers.features.growth.leads import (
     STAGES,
     NotAMember,
     UnknownStage,

@@ -16,7 +16,8 @@ from bot.api.csv_export import csv_response
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
-from handlers.features.points import (
+from handlers.features.points.checkin import current_streak
+from handlers.features.points.ledger import (
     MANUAL,
     AddPoints,
     balance,
@@ -24,15 +25,14 @@ from handlers.features.points import (
     leaderboard,
     local_day_bounds,
 )
-from handlers.features.points_checkin import current_streak
-from handlers.features.points_season import season_start
-from handlers.features.redemption import (
+from handlers.features.points.redemption import (
     POINTS_LOCK_SPACE,
     RedemptionRefused,
     UnknownReward,
     member_lock,
     redeem,
 )
+from handlers.features.points.season import season_start
 from handlers.features.welcome import playbook_for
 from storage.db import lock_keys
 from storage.models import Group, Membership

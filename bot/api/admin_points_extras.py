@@ -14,9 +14,9 @@ from bot.api.admin_points import EntryOut, Standing, _group, _month_bounds
 from bot.api.csv_export import csv_response
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.timefmt import local_iso
-from handlers.features.good_content import GrantRefused, UnknownMessage, grant
-from handlers.features.points import balance, leaderboard, local_day_bounds
-from handlers.features.points_season import season_start
+from handlers.features.points.good_content import GrantRefused, UnknownMessage, grant
+from handlers.features.points.ledger import balance, leaderboard, local_day_bounds
+from handlers.features.points.season import season_start
 from handlers.features.welcome import playbook_for
 from storage.models import Group, Membership, PointsEntry
 

@@ -1,4 +1,4 @@
-"""Admin: the monthly 贡献之星 vote of a group (handlers/features/star_vote.py): its
+"""Admin: the monthly 贡献之星 vote of a group (handlers/features/star/vote.py): its
 candidates, votes and result, and opening or closing it now instead of waiting."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
-from handlers.features.star_tally import month_label, parse_month, previous_month
-from handlers.features.star_vote import (
+from handlers.features.star.tally import month_label, parse_month, previous_month
+from handlers.features.star.vote import (
     StarConflict,
     close_now,
     find_vote,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
-from handlers.features.points import local_day_bounds
+from handlers.features.points.ledger import local_day_bounds
 from handlers.features.rules.review import ReviewConflict, decide_confirm, decide_overturn
 from handlers.features.rules.violations import (
     RuleStats,

@@ -46,7 +46,7 @@ from handlers.core.actions import (
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, MemberLeft, Message
 from handlers.core.executor import Executor
-from handlers.features import points_touch
+from handlers.features.points import first_week as points_touch
 from handlers.features.welcome import group_vars
 from scheduler.engine import DueContext, DueKind, Outcome
 from storage.members import get_membership, memberships_of
@@ -532,7 +532,7 @@ class TouchStepKind(DueKind):
         was_active = enrollment.status == "active"
         await complete_if_finished(session, enrollment, ctx.now)
         if was_active and enrollment.status == "completed":
-            # The week is over: points for going through it (points_touch.py).
+            # The week is over: points for going through it (points/first_week.py).
             await self.executor.execute_due(
                 await points_touch.completion_actions(
                     session, enrollment, ctx.playbooks, now=ctx.now

@@ -36,7 +36,7 @@ class InvitePoints(StrictModel):
 
 class CheckinWindow(DailySpan):
     """When a check-in counts each day; a window past midnight belongs to the day it
-    opens on (handlers/features/points_checkin.py)."""
+    opens on (handlers/features/points/checkin.py)."""
 
     span_noun: ClassVar[str] = "the check-in window"
 
@@ -107,7 +107,7 @@ class RoleThreshold(StrictModel):
 
 class StarVote(StrictModel):
     """贡献之星: each month the top of last month's leaderboard is put to a vote in the
-    group (handlers/features/star_vote.py)."""
+    group (handlers/features/star/vote.py)."""
 
     enabled: bool = True
     candidates: StrictInt = Field(

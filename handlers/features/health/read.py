@@ -10,9 +10,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks.health_section import HealthSection
+from handlers.features.growth.leads import lead_stage_counts
 from handlers.features.health.figures import Join, WeekFacts
 from handlers.features.health.signals import LoggedMessage
-from handlers.features.leads import lead_stage_counts
 from handlers.features.roles import HOST_ROLES, roles_in
 from storage.models import MemberLevel, MemberRole, Membership, MessageLog
 

@@ -26,7 +26,7 @@ from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, Message
 from handlers.features import copilot
 from handlers.features.message_log import LogMessage
-from handlers.features.points_penalties import penalty_points
+from handlers.features.points.penalties import penalty_points
 from handlers.features.roles import roles_of
 from handlers.features.rules import texts
 from handlers.features.rules.decide import MemberFacts, RuleDecision, decide_hit

@@ -17,7 +17,7 @@ from handlers.core.actions import Action, Note, QueueGroupText, QueuePrivateText
 from handlers.core.context import Context
 from handlers.core.executor import Executor
 from handlers.features import copilot
-from handlers.features.points_penalties import ReversePenalty
+from handlers.features.points.penalties import ReversePenalty
 from handlers.features.rules import texts
 from handlers.features.rules.violations import OVERTURNED
 from handlers.features.welcome import group_vars

@@ -20,7 +20,7 @@ from handlers.channels.registry import APPCHAT_MEMBERS
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.executor import Executor
-from handlers.features.points_penalties import record_penalty
+from handlers.features.points.penalties import record_penalty
 from handlers.features.rules.decide import PastStep
 from storage import outbox
 from storage.db import insert_for

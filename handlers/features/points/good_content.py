@@ -25,7 +25,7 @@ from handlers.core.actions import Action, Note
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.features.message_log import LogMessage
-from handlers.features.points import AddPoints, add_line
+from handlers.features.points.ledger import AddPoints, add_line
 from handlers.features.roles import roles_of
 from handlers.features.rules.matching import text_fingerprint
 from handlers.features.welcome import playbook_for

@@ -22,7 +22,7 @@ from bot.config.playbooks.points_section import CheckinPoints, CheckinWindow
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
-from handlers.features.points import WRITTEN_KINDS, AddPoints
+from handlers.features.points.ledger import WRITTEN_KINDS, AddPoints
 from handlers.features.welcome import playbook_for
 from storage.models import PointsEntry
 

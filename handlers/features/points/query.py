@@ -19,8 +19,8 @@ from handlers.channels.registry import group_channel
 from handlers.core.actions import Action, QueueGroupText
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
-from handlers.features.ladder import level_of
-from handlers.features.points import balance, local_day_bounds
+from handlers.features.points.ladder import level_of
+from handlers.features.points.ledger import balance, local_day_bounds
 from handlers.features.roles import assigned_roles
 from handlers.features.rules.texts import member_name
 from handlers.features.welcome import playbook_for

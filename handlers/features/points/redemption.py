@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook
-from handlers.features.points import balance
-from handlers.features.points_season import season_start
+from handlers.features.points.ledger import balance
+from handlers.features.points.season import season_start
 from storage.db import lock_keys
 from storage.models import PointsEntry, Redemption
 

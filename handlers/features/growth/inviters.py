@@ -22,7 +22,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.channels.registry import is_external_id
-from handlers.features.leads import STAGES
+from handlers.features.growth.leads import STAGES
 from storage.models import Lead, Membership, MessageLog
 
 RETENTION_DAYS = (7, 30)

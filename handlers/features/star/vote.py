@@ -11,7 +11,7 @@ with several replicas or a restart.
 
 Replies are recorded as they are (`star_ballots`, one per message: a replayed
 message counts once); which of them count is decided at the tally, by the pure
-rules in star_tally.py. The bot never answers a vote: the group stays quiet.
+rules in tally.py. The bot never answers a vote: the group stays quiet.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from handlers.core.actions import Action, Note, QueueGroupText
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
-from handlers.features import copilot, star_texts
-from handlers.features.points import AddPoints, leaderboard
+from handlers.features import copilot
+from handlers.features.points.ledger import AddPoints, leaderboard
 from handlers.features.roles import roles_in
-from handlers.features.star_tally import (
+from handlers.features.star import texts as star_texts
+from handlers.features.star.tally import (
     LATE_GRACE,
     Ballot,
     Candidate,

@@ -19,7 +19,7 @@ from bot.config.playbooks.points_section import PointsSection
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.executor import Executor
-from handlers.features.points import add_line
+from handlers.features.points.ledger import add_line
 from storage.models import PointsEntry
 
 PENALTY, PENALTY_REVERSED = "penalty", "penalty_reversed"

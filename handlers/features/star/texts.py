@@ -1,4 +1,4 @@
-"""What members and operators read about the 贡献之星 vote (handlers/features/star_vote.py)."""
+"""What members and operators read about the 贡献之星 vote (handlers/features/star/vote.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """贡献之星, the pure part: the calendar of a month's vote, who stands, what a reply
-means, and how the replies are counted. No I/O; star_vote.py reads the facts.
+means, and how the replies are counted. No I/O; vote.py reads the facts.
 
 Decisions (documented for operators in docs/architecture.md):
 - Candidates are the top `candidates` of the month's leaderboard with points above 0,

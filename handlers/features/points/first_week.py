@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import PlaybookSet
 from handlers.core.actions import Action, Note
-from handlers.features.points import AddPoints
+from handlers.features.points.ledger import AddPoints
 from handlers.features.welcome import playbook_for
 from storage.members import get_membership
 from storage.models import Enrollment, Group, TouchStep

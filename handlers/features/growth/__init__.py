@@ -1,0 +1,1 @@
+"""Growth attribution: who brought whom, what came of it, and lead marks."""
