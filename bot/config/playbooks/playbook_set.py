@@ -23,6 +23,8 @@ class PlaybookSet:
             for playbook in self.playbooks.values()
             for chat_id in playbook.applies_to.chat_ids
         }
+        # Every handler asks for every message; the answer never changes for a set.
+        self._chosen: dict[tuple[str, tuple[str, ...]], Playbook] = {}
 
     @property
     def default(self) -> Playbook:
@@ -30,6 +32,12 @@ class PlaybookSet:
 
     def for_group(self, chat_id: str, tags: Sequence[str]) -> Playbook:
         """The playbook listing chat_id, else most shared tags (ties: name order), else default."""
+        key = (chat_id, tuple(tags))
+        if (chosen := self._chosen.get(key)) is None:
+            chosen = self._chosen[key] = self._choose(chat_id, tags)
+        return chosen
+
+    def _choose(self, chat_id: str, tags: Sequence[str]) -> Playbook:
         if (listed := self._by_chat_id.get(chat_id)) is not None:
             return listed
         group_tags = set(tags)

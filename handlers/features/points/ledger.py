@@ -11,7 +11,7 @@ too short, too soon after the last earning, or over the day's cap earns nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import cast
 
@@ -25,12 +25,13 @@ from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
 from handlers.features.health.signals import LoggedMessage, answered_member
 from handlers.features.message_log import LogMessage
-from handlers.features.roles import HOST_ROLES, roles_in
+from handlers.features.roles import hosts_among
 from handlers.features.welcome import playbook_for
 from storage.db import insert_for
 from storage.models import Group, MessageLog, PointsEntry
 
 MESSAGE, MANUAL, DISCUSSION = "message", "manual", "discussion"
+DAY_CAPPED = (MESSAGE, DISCUSSION)  # reasons with a daily cap, read together
 # Kinds a person writes: a picture or a sticker is not a contribution by length.
 WRITTEN_KINDS = frozenset({"text", "mixed", "markdown", "link"})
 
@@ -79,27 +80,35 @@ def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
 async def day_earnings(
     ctx: Context, chat_id: str, day: date, reason: str = MESSAGE
 ) -> dict[str, MessageEarnings]:
-    """Earnings for one reason of every member in the group on a local day: read once a
-    batch (a busy group's messages cost one query a batch, not one each) and kept
-    current by the handler as the batch earns."""
+    """Earnings for one reason (message or discussion) of every member in the group on a
+    local day: both reasons read in one query once a batch (a busy group's messages
+    cost one query a batch, not one each) and kept current by the handler as the
+    batch earns."""
     key = ("points_day", f"{chat_id}|{day.isoformat()}|{reason}")
     known: dict[str, MessageEarnings] | None = ctx.memo.extra.get(key)
     if known is None:
         start, end = local_day_bounds(day, ctx.tz)
         rows = await ctx.session.execute(
             select(
-                PointsEntry.member_id, func.sum(PointsEntry.delta), func.max(PointsEntry.created_at)
+                PointsEntry.reason,
+                PointsEntry.member_id,
+                func.sum(PointsEntry.delta),
+                func.max(PointsEntry.created_at),
             )
             .where(
                 PointsEntry.chat_id == chat_id,
-                PointsEntry.reason == reason,
+                PointsEntry.reason.in_(DAY_CAPPED),
                 PointsEntry.created_at >= start,
                 PointsEntry.created_at < end,
             )
-            .group_by(PointsEntry.member_id)
+            .group_by(PointsEntry.reason, PointsEntry.member_id)
         )
-        known = {str(m): MessageEarnings(int(total), last) for m, total, last in rows.all()}
-        ctx.memo.extra[key] = known
+        by_reason: dict[str, dict[str, MessageEarnings]] = {r: {} for r in DAY_CAPPED}
+        for why, member, total, last in rows.all():
+            by_reason[str(why)][str(member)] = MessageEarnings(int(total), last)
+        for why, earned in by_reason.items():
+            ctx.memo.extra[("points_day", f"{chat_id}|{day.isoformat()}|{why}")] = earned
+        known = by_reason[reason]
     return known
 
 
@@ -162,8 +171,7 @@ async def discussion_points(
         return []
     if current.replies_to is None and previous and previous.length < points.message.min_length:
         return []  # answering "好" or "1" is no discussion
-    roles = await roles_in(ctx.session, event.chat_id, [event.sender, partner])
-    if any(roles[who] & HOST_ROLES for who in (event.sender, partner)):
+    if await hosts_among(ctx, event.chat_id, (event.sender, partner)):
         return []
     known[event.sender] = MessageEarnings(earnings.today + award, event.occurred_at)
     return [AddPoints(event.chat_id, event.sender, award, DISCUSSION, source, event.occurred_at)]
@@ -174,25 +182,20 @@ def quoted_member(event: Message) -> str | None:
 
 
 async def previous_in_chat(ctx: Context, event: Message) -> LoggedMessage | None:
-    """The group's message before this one, not taken back: this batch's pending log
-    rows, else the last logged row before the batch (read once a batch)."""
+    """The group's message before this one, not taken back: the last of this batch's
+    pending log rows (scanned once, incrementally: a batch's rows are in order), else
+    the last logged row before the batch (read once a batch)."""
     assert event.chat_id
     own = (ctx.source_id or "")[:64]
-    pending = [
-        entry
-        for entry in (ctx.deferred.actions.get(LogMessage, ()) if ctx.deferred else ())
-        if isinstance(entry, LogMessage)
-        and entry.chat_id == event.chat_id
-        and entry.revokes is None
-        and entry.source_id != own
-        and entry.at <= event.occurred_at
-    ]
-    if pending:
-        # The latest; of equal times the one logged last (archive times are in ms).
-        last = max(reversed(pending), key=lambda entry: entry.at)
-        return LoggedMessage(
-            last.member_id, last.at, replies_to=last.replies_to, length=last.length
-        )
+    if ctx.deferred is not None:
+        pending = ctx.deferred.actions.get(LogMessage, [])
+        scan: PendingScan = ctx.memo.extra.setdefault(("log_pending", ""), PendingScan())
+        scan.advance(pending)
+        for entry in reversed(scan.last_two.get(event.chat_id, [])):
+            if entry.source_id != own and entry.at <= event.occurred_at:
+                return LoggedMessage(
+                    entry.member_id, entry.at, replies_to=entry.replies_to, length=entry.length
+                )
     key = ("last_logged", event.chat_id)
     if key not in ctx.memo.extra or ctx.deferred is None:
         row = (
@@ -218,6 +221,23 @@ async def previous_in_chat(ctx: Context, event: Message) -> LoggedMessage | None
         )
     found: LoggedMessage | None = ctx.memo.extra[key]
     return found
+
+
+@dataclass
+class PendingScan:
+    """The batch's pending log rows read so far: each chat's last two (its newest may
+    be the message being handled)."""
+
+    seen: int = 0
+    last_two: dict[str, list[LogMessage]] = field(default_factory=dict)
+
+    def advance(self, pending: list[LogMessage]) -> None:
+        for entry in pending[self.seen :]:
+            if entry.revokes is None:
+                kept = self.last_two.setdefault(entry.chat_id, [])
+                kept.append(entry)
+                del kept[:-2]
+        self.seen = len(pending)
 
 
 async def apply_many(actions: Sequence[AddPoints], session: AsyncSession) -> None:
