@@ -260,3 +260,36 @@ def local_join_day(base_url: str, chat_id: str, member_id: str) -> date:
     got.raise_for_status()
     [member] = [row for row in got.json() if row["member_id"] == member_id]
     return datetime.fromisoformat(member["joined_at"]).date()
+
+
+def archive_text(
+    msgid: str, sender: str, room: str, at: datetime, text: str, **extra: Any
+) -> dict[str, Any]:
+    """A decrypted 会话内容存档 text record, as POST /wecom/archive takes it (SPEC §6)."""
+    return {
+        "msgid": msgid,
+        "action": "send",
+        "from": sender,
+        "tolist": [],
+        "roomid": room,
+        "msgtime": int(at.timestamp() * 1000),
+        "msgtype": "text",
+        "text": {"content": text},
+        **extra,
+    }
+
+
+async def post_archive(app: LiveApp, records: list[dict[str, Any]]) -> None:
+    """Archive records in, then one turn of the service."""
+    response = await app.http.post("/wecom/archive", headers=AUTH, json=records)
+    assert response.status_code == 200, response.text
+    await settle(app)
+
+
+async def points_of(app: LiveApp, chat_id: str, member: str) -> dict[str, Any]:
+    """GET /admin/members/{member}/points for the group: balance, lines, …"""
+    got = await app.http.get(
+        f"/admin/members/{member}/points", headers=AUTH, params={"chat_id": chat_id}
+    )
+    assert got.status_code == 200, got.text
+    return dict(got.json())

@@ -21,6 +21,7 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    archive_text,
     join_callback,
     leave_callback,
     live_webhook_group,
@@ -142,16 +143,7 @@ NAMES = {m: f"成员{m[-1]}" for m in EARLY} | {"zhangsan": "张三"}
 
 
 def record(n: int, sender: str, at: datetime, text: str) -> dict[str, Any]:
-    return {
-        "msgid": f"h{n}",
-        "action": "send",
-        "from": sender,
-        "tolist": [],
-        "roomid": GROUP,
-        "msgtime": int(at.timestamp() * 1000),
-        "msgtype": "text",
-        "text": {"content": text},
-    }
+    return archive_text(f"h{n}", sender, GROUP, at, text)
 
 
 # (sender, day, hour, minute, text): the seeded week, 2026-W48 (23–29 November).

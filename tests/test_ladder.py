@@ -20,8 +20,11 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    archive_text,
     join_callback,
     live_webhook_group,
+    points_of,
+    post_archive,
     sent_texts,
     settle,
 )
@@ -97,16 +100,7 @@ points:
 
 
 def record(n: int, sender: str, at: datetime, text: str) -> dict[str, Any]:
-    return {
-        "msgid": f"l{n}",
-        "action": "send",
-        "from": sender,
-        "tolist": [],
-        "roomid": GROUP,
-        "msgtime": int(at.timestamp() * 1000),
-        "msgtype": "text",
-        "text": {"content": text},
-    }
+    return archive_text(f"l{n}", sender, GROUP, at, text)
 
 
 @pytest.fixture
@@ -130,18 +124,13 @@ async def live(
         yield app, clock
 
 
-async def post(app: LiveApp, records: list[dict[str, Any]]) -> None:
-    response = await app.http.post("/wecom/archive", headers=AUTH, json=records)
-    assert response.status_code == 200, response.text
-    await settle(app)
+post = post_archive
 
 
 async def ledger(app: LiveApp, member: str) -> list[tuple[str, int]]:
-    got = await app.http.get(
-        f"/admin/members/{member}/points", headers=AUTH, params={"chat_id": GROUP}
+    return sorted(
+        (e["reason"], e["delta"]) for e in (await points_of(app, GROUP, member))["entries"]
     )
-    assert got.status_code == 200, got.text
-    return sorted((e["reason"], e["delta"]) for e in got.json()["entries"])
 
 
 async def test_members_answering_members_earn_discussion_points(

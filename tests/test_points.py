@@ -16,7 +16,17 @@ import pytest
 from bot.config.playbooks.points_section import MessagePoints
 from bot.sandbox.emulator.server import RunningEmulator
 from handlers.features.points.ledger import MessageEarnings, message_points
-from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
+from tests.helpers import (
+    AUTH,
+    Clock,
+    LiveApp,
+    archive_text,
+    join_callback,
+    live_webhook_group,
+    post_archive,
+    settle,
+)
+from tests.helpers import points_of as group_points_of
 
 GROUP = "wrPoints"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -36,16 +46,7 @@ def test_short_soon_and_capped_messages_earn_nothing() -> None:
 
 
 def record(n: int, sender: str, at: datetime, text: str) -> dict[str, Any]:
-    return {
-        "msgid": f"p{n}",
-        "action": "send",
-        "from": sender,
-        "tolist": [],
-        "roomid": GROUP,
-        "msgtime": int(at.timestamp() * 1000),
-        "msgtype": "text",
-        "text": {"content": text},
-    }
+    return archive_text(f"p{n}", sender, GROUP, at, text)
 
 
 # Rules off: the points alone must refuse to pay for spam (a flood rule would stop it
@@ -79,18 +80,11 @@ async def live(
         yield app
 
 
-async def post(app: LiveApp, records: list[dict[str, Any]]) -> None:
-    response = await app.http.post("/wecom/archive", headers=AUTH, json=records)
-    assert response.status_code == 200, response.text
-    await settle(app)
+post = post_archive
 
 
 async def points_of(app: LiveApp, member: str) -> dict[str, Any]:
-    got = await app.http.get(
-        f"/admin/members/{member}/points", headers=AUTH, params={"chat_id": GROUP}
-    )
-    assert got.status_code == 200, got.text
-    return dict(got.json())
+    return await group_points_of(app, GROUP, member)
 
 
 async def test_farming_earns_nothing_real_messages_stop_at_the_cap(live: LiveApp) -> None:

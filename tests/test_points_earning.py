@@ -45,6 +45,7 @@ from tests.helpers import (
     live_webhook_group,
     settle,
 )
+from tests.helpers import points_of as group_points_of
 from tests.test_playbooks import DEFAULT, issues, write
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -277,11 +278,7 @@ async def callback(app: LiveApp, signed: tuple[dict[str, str], str]) -> None:
 
 
 async def points_of(app: LiveApp, member: str, chat_id: str = GROUP) -> dict[str, Any]:
-    got = await app.http.get(
-        f"/admin/members/{member}/points", headers=AUTH, params={"chat_id": chat_id}
-    )
-    assert got.status_code == 200, got.text
-    return dict(got.json())
+    return await group_points_of(app, chat_id, member)
 
 
 async def ledger(app: LiveApp, member: str) -> list[tuple[str, int]]:

@@ -27,7 +27,17 @@ from handlers.features.points.good_content import QuotedMessage, decide_reaction
 from handlers.features.points.ledger import AddPoints
 from handlers.features.points.penalties import penalty_points
 from handlers.features.points.season import season_first_day, season_start
-from tests.helpers import AUTH, Clock, LiveApp, join_callback, live_webhook_group, settle
+from tests.helpers import (
+    AUTH,
+    Clock,
+    LiveApp,
+    archive_text,
+    join_callback,
+    live_webhook_group,
+    post_archive,
+    settle,
+)
+from tests.helpers import points_of as group_points_of
 from tests.test_playbooks_rules import SPEC_EXAMPLE
 
 GROUP, OTHER = "wrExtras", "wrOther"
@@ -124,17 +134,7 @@ points:
 
 
 def record(msgid: str, sender: str, at: datetime, text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "msgid": msgid,
-        "action": "send",
-        "from": sender,
-        "tolist": [],
-        "roomid": GROUP,
-        "msgtime": int(at.timestamp() * 1000),
-        "msgtype": "text",
-        "text": {"content": text},
-        **extra,
-    }
+    return archive_text(msgid, sender, GROUP, at, text, **extra)
 
 
 @pytest.fixture
@@ -160,17 +160,11 @@ async def live(
 
 
 async def post(app: LiveApp, *records: dict[str, Any]) -> None:
-    response = await app.http.post("/wecom/archive", headers=AUTH, json=list(records))
-    assert response.status_code == 200, response.text
-    await settle(app)
+    await post_archive(app, list(records))
 
 
 async def points_of(app: LiveApp, member: str, chat_id: str = GROUP) -> dict[str, Any]:
-    got = await app.http.get(
-        f"/admin/members/{member}/points", headers=AUTH, params={"chat_id": chat_id}
-    )
-    assert got.status_code == 200, got.text
-    return dict(got.json())
+    return await group_points_of(app, chat_id, member)
 
 
 async def grant(app: LiveApp, msg_id: str, by: str = "lisi", **extra: Any) -> Any:

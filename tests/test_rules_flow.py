@@ -25,6 +25,7 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    archive_text,
     inbox_processor,
     join_callback,
     live_webhook_group,
@@ -58,16 +59,7 @@ def local(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
 def record(
     msgid: str, sender: str, at: datetime, text: str, *, room: str = GROUP
 ) -> dict[str, Any]:
-    return {
-        "msgid": msgid,
-        "action": "send",
-        "from": sender,
-        "tolist": [],
-        "roomid": room,
-        "msgtime": int(at.timestamp() * 1000),
-        "msgtype": "text",
-        "text": {"content": text},
-    }
+    return archive_text(msgid, sender, room, at, text)
 
 
 @pytest.fixture

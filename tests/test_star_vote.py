@@ -34,6 +34,7 @@ from tests.helpers import (
     LiveApp,
     join_callback,
     live_webhook_group,
+    post_archive,
     sent_texts,
     settle,
 )
@@ -282,10 +283,7 @@ def posted(emulator: RunningEmulator) -> list[str]:
     return [text for text in sent_texts(emulator) if text.startswith("【贡献之星】")]
 
 
-async def post(app: LiveApp, records: list[dict[str, Any]]) -> None:
-    response = await app.http.post("/wecom/archive", headers=AUTH, json=records)
-    assert response.status_code == 200, response.text
-    await settle(app)
+post = post_archive
 
 
 async def star(app: LiveApp, month: str = "2026-11", chat_id: str = GROUP) -> dict[str, Any]:

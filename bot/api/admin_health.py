@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
+from handlers.core.playbooks import playbook_for
 from handlers.features.health.figures import Report, figures
 from handlers.features.health.read import BadWeek, Week, parse_week, week_facts, week_of
-from handlers.features.welcome import playbook_for
 from storage.models import Group
 
 router = APIRouter(prefix="/admin", tags=["admin: health"], dependencies=[AdminDep])

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.timefmt import LocalTime
+from handlers.core.playbooks import playbook_for
 from handlers.features.points.ladder import history, level_of, review_all, shortfall, standings
 from handlers.features.roles import assigned_roles
-from handlers.features.welcome import playbook_for
 
 router = APIRouter(prefix="/admin", tags=["admin: ladder"], dependencies=[AdminDep])
 

@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from bot.api.csv_export import csv_response
-from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
+from bot.api.fields import NonBlank
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
+from handlers.core.playbooks import playbook_for
 from handlers.features.points.checkin import current_streak
 from handlers.features.points.ledger import (
     MANUAL,
@@ -33,7 +35,6 @@ from handlers.features.points.redemption import (
     redeem,
 )
 from handlers.features.points.season import season_start
-from handlers.features.welcome import playbook_for
 from storage.db import lock_keys
 from storage.models import Group, Membership
 
@@ -69,8 +70,8 @@ class AdjustIn(BaseModel):
     chat_id: str = Field(min_length=1, max_length=128)
     member_id: str = Field(min_length=1, max_length=128)
     delta: int = Field(ge=-100_000, le=100_000, description="points to add (negative: take)")
-    reason: str = Field(min_length=1, max_length=500, description="why, kept in the ledger")
-    by: str = Field(default="admin", min_length=1, max_length=64, description="who adjusts")
+    reason: NonBlank = Field(min_length=1, max_length=500, description="why, kept in the ledger")
+    by: NonBlank = Field(default="admin", min_length=1, max_length=64, description="who adjusts")
 
     @field_validator("delta")
     @classmethod
@@ -78,13 +79,6 @@ class AdjustIn(BaseModel):
         if delta == 0:
             raise ValueError("delta must not be 0")
         return delta
-
-    @field_validator("reason", "by")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
 
 class RedeemIn(BaseModel):
@@ -109,13 +103,6 @@ class Standing(BaseModel):
     name: str | None
     points: int
     rank: int
-
-
-async def _group(session: SessionDep, chat_id: str) -> Group:
-    group = await session.get(Group, chat_id)
-    if group is None:
-        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
-    return group
 
 
 async def _points(
@@ -155,14 +142,14 @@ async def get_points(
     chat_id: Annotated[str, Query(min_length=1, max_length=128)],
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> PointsOut:
-    group = await _group(session, chat_id)
+    group = await known_group(session, chat_id)
     return await _points(session, runtime, group, member_id, limit)
 
 
 @router.post("/points", response_model=PointsOut, status_code=201)
 async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> PointsOut:
     """An audited manual adjustment: a ledger line with who and why."""
-    group = await _group(session, body.chat_id)
+    group = await known_group(session, body.chat_id)
     now = runtime.clock()
     action = AddPoints(
         chat_id=body.chat_id,
@@ -184,7 +171,7 @@ async def adjust(body: AdjustIn, runtime: RuntimeDep, session: SessionDep) -> Po
 async def post_redemption(body: RedeemIn, runtime: RuntimeDep, session: SessionDep) -> RedeemOut:
     """Spend points on a reward; 409 with the reason when the balance or the stock is
     short (nothing is changed then)."""
-    group = await _group(session, body.chat_id)
+    group = await known_group(session, body.chat_id)
     playbook = playbook_for(runtime.playbook_set, group)
     try:
         done = await redeem(
@@ -216,7 +203,7 @@ async def post_redemption(body: RedeemIn, runtime: RuntimeDep, session: SessionD
     )
 
 
-def _month_bounds(month: str | None, runtime: Runtime) -> tuple[date, date]:
+def month_bounds(month: str | None, runtime: Runtime) -> tuple[date, date]:
     tz = runtime.settings.tz
     if month is None:
         today = runtime.clock().astimezone(tz).date()
@@ -242,8 +229,8 @@ async def get_leaderboard(
     format: Annotated[Literal["json", "csv"], Query(description="csv: a download")] = "json",
 ) -> list[Standing] | Response:
     """Members by points earned in the month; equal points share a rank."""
-    await _group(session, chat_id)
-    first, following = _month_bounds(month, runtime)
+    await known_group(session, chat_id)
+    first, following = month_bounds(month, runtime)
     start, _ = local_day_bounds(first, runtime.settings.tz)
     end, _ = local_day_bounds(following, runtime.settings.tz)
     standings = await leaderboard(session, chat_id, start=start, end=end, limit=limit)

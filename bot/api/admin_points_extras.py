@@ -7,17 +7,18 @@ from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, select
 
-from bot.api.admin_points import EntryOut, Standing, _group, _month_bounds
+from bot.api.admin_points import EntryOut, Standing, month_bounds
 from bot.api.csv_export import csv_response
-from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
+from bot.api.fields import NonBlank
 from bot.timefmt import local_iso
+from handlers.core.playbooks import playbook_for
 from handlers.features.points.good_content import GrantRefused, UnknownMessage, grant
 from handlers.features.points.ledger import balance, leaderboard, local_day_bounds
 from handlers.features.points.season import season_start
-from handlers.features.welcome import playbook_for
 from storage.models import Group, Membership, PointsEntry
 
 router = APIRouter(prefix="/admin", tags=["admin: points"], dependencies=[AdminDep])
@@ -30,17 +31,10 @@ EXPORT_COLUMNS = (
 
 
 class GoodContentIn(BaseModel):
-    chat_id: str = Field(min_length=1, max_length=128)
-    msg_id: str = Field(min_length=1, max_length=128, description="the message's msgid")
-    by: str = Field(default="admin", min_length=1, max_length=64, description="who grants")
+    chat_id: NonBlank = Field(min_length=1, max_length=128)
+    msg_id: NonBlank = Field(min_length=1, max_length=128, description="the message's msgid")
+    by: NonBlank = Field(default="admin", min_length=1, max_length=64, description="who grants")
     note: str | None = Field(default=None, max_length=500, description="why, kept in the ledger")
-
-    @field_validator("chat_id", "msg_id", "by")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
 
 class GoodContentOut(BaseModel):
@@ -61,7 +55,7 @@ async def post_good_content(
 ) -> GoodContentOut:
     """+`points.good_content` to the author of a good resource or question, once per
     message (a reaction word in the group counts as the same grant)."""
-    group = await _group(session, body.chat_id)
+    group = await known_group(session, body.chat_id)
     points = playbook_for(runtime.playbook_set, group).points
     now = runtime.clock()
     try:
@@ -121,7 +115,7 @@ async def export_points(
     if first is not None and last is not None and first > last:
         raise HTTPException(status_code=422, detail="from must not be after to")
     if chat_id is not None:
-        await _group(session, chat_id)
+        await known_group(session, chat_id)
     query = select(PointsEntry, Membership.name).outerjoin(
         Membership,
         and_(
@@ -190,7 +184,7 @@ async def get_cross_leaderboard(
     """Members by points earned in the month summed across every group (the same
     member in several groups is one line); equal points share a rank."""
     tz = runtime.settings.tz
-    first, following = _month_bounds(month, runtime)
+    first, following = month_bounds(month, runtime)
     start, end = local_day_bounds(first, tz)[0], local_day_bounds(following, tz)[0]
     standings = await leaderboard(session, None, start=start, end=end, limit=limit)
     members = [s.member_id for s in standings]

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
+from handlers.core.playbooks import playbook_for
 from handlers.features.star.tally import month_label, parse_month, previous_month
 from handlers.features.star.vote import (
     StarConflict,
@@ -21,8 +22,6 @@ from handlers.features.star.vote import (
     read_ballots,
     vote_tally,
 )
-from handlers.features.welcome import playbook_for
-from storage.models import Group
 from storage.models import StarVote as VoteRow
 
 router = APIRouter(prefix="/admin", tags=["admin: 贡献之星"], dependencies=[AdminDep])
@@ -59,13 +58,6 @@ class StarOut(BaseModel):
     outside_window: int
     winners: list[CandidateOut]  # several when tied at the top
     note: str | None
-
-
-async def _group(session: SessionDep, chat_id: str) -> Group:
-    group = await session.get(Group, chat_id)
-    if group is None:
-        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
-    return group
 
 
 def _month(month: str | None, runtime: Runtime, *, over: bool) -> date:
@@ -131,7 +123,7 @@ async def get_star(
     chat_id: str, runtime: RuntimeDep, session: SessionDep, month: MonthQuery = None
 ) -> StarOut:
     """The month's vote: candidates, votes per candidate, what was ignored, winners."""
-    await _group(session, chat_id)
+    await known_group(session, chat_id)
     label = month_label(_month(month, runtime, over=False))
     vote = await find_vote(session, chat_id, label)
     if vote is None:
@@ -145,7 +137,7 @@ async def post_open(
 ) -> StarOut:
     """Open the month's vote now (it would open at the playbook's time); 409 when it
     is already open, closed, or the playbook has no vote."""
-    group = await _group(session, chat_id)
+    group = await known_group(session, chat_id)
     first = _month(month, runtime, over=True)
     playbook = playbook_for(runtime.playbook_set, group)
     try:
@@ -164,7 +156,7 @@ async def post_close(
     chat_id: str, runtime: RuntimeDep, session: SessionDep, month: MonthQuery = None
 ) -> StarOut:
     """Close the month's vote now: tally, record and announce; 409 unless it is open."""
-    group = await _group(session, chat_id)
+    group = await known_group(session, chat_id)
     first = _month(month, runtime, over=False)
     playbook = playbook_for(runtime.playbook_set, group)
     try:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
+from handlers.core.playbooks import playbook_for
 from handlers.features.points.ledger import local_day_bounds
 from handlers.features.rules.review import ReviewConflict, decide_confirm, decide_overturn
 from handlers.features.rules.violations import (
@@ -21,7 +22,6 @@ from handlers.features.rules.violations import (
     review_queue,
     rule_stats,
 )
-from handlers.features.welcome import playbook_for
 from storage.members import get_membership
 from storage.models import Group, Violation
 

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.playbooks import (
     GroupVars,
     Playbook,
-    PlaybookSet,
     QuietHours,
     WelcomeMemberVars,
     WelcomeSection,
@@ -37,6 +36,7 @@ from handlers.core.actions import (
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined
 from handlers.core.executor import Executor
+from handlers.core.playbooks import playbook_for
 from scheduler.engine import DueContext, DueKind, Outcome, flushed
 from storage.members import memberships_of
 from storage.models import Group, Membership, WelcomeBatch
@@ -122,10 +122,6 @@ def render_welcome(
         today=now.astimezone(tz).date(),
     )
     return render_text(welcome.text, variables)
-
-
-def playbook_for(playbooks: PlaybookSet, group: Group) -> Playbook:
-    return playbooks.for_group(group.chat_id, list(group.tags or []))
 
 
 def candidate_for(

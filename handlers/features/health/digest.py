@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import PlaybookSet
 from handlers.core.actions import Action
+from handlers.core.playbooks import playbook_for
 from handlers.features.copilot import QueueStaffText, recipients_for
 from handlers.features.health.figures import Report, figures
 from handlers.features.health.read import Week, week_facts, week_of
-from handlers.features.welcome import playbook_for
 from storage.models import Group, OutboxItem
 
 ORIGIN = "health_digest"

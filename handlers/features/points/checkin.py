@@ -22,8 +22,7 @@ from bot.config.playbooks.points_section import CheckinPoints, CheckinWindow
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
-from handlers.features.points.ledger import WRITTEN_KINDS, AddPoints
-from handlers.features.welcome import playbook_for
+from handlers.features.points.ledger import WRITTEN_KINDS, AddPoints, points_group
 from storage.models import PointsEntry
 
 CHECKIN, CHECKIN_STREAK = "checkin", "checkin_streak"
@@ -136,21 +135,13 @@ async def known_days(
 
 async def on_message(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, Message)
-    if (
-        event.chat_type != "group"
-        or not event.chat_id
-        or not event.sender
-        or event.sender.startswith(ROBOT_PREFIX)
-        or event.msgtype not in WRITTEN_KINDS
-    ):
+    if event.sender.startswith(ROBOT_PREFIX) or event.msgtype not in WRITTEN_KINDS:
         return []
-    group = await ctx.group(event.chat_id)
-    if group is None:
+    found = await points_group(event, ctx)
+    if found is None or not found.points.checkin.enabled:
         return []
-    points = playbook_for(ctx.playbooks, group).points
-    if points is None or not points.enabled or not points.checkin.enabled:
-        return []
-    rule = points.checkin
+    assert event.chat_id
+    rule = found.points.checkin
     if not is_checkin(event.text, rule.words):
         return []
     day = checkin_day(event.occurred_at.astimezone(ctx.tz), rule.window)

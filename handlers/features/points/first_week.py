@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import PlaybookSet
 from handlers.core.actions import Action, Note
+from handlers.core.playbooks import playbook_for
 from handlers.features.points.ledger import AddPoints
-from handlers.features.welcome import playbook_for
 from storage.members import get_membership
 from storage.models import Enrollment, Group, TouchStep
 

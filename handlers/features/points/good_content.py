@@ -25,10 +25,9 @@ from handlers.core.actions import Action, Note
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.features.message_log import LogMessage
-from handlers.features.points.ledger import AddPoints, add_line
+from handlers.features.points.ledger import AddPoints, add_line, points_group
 from handlers.features.roles import roles_of
 from handlers.features.rules.matching import text_fingerprint
-from handlers.features.welcome import playbook_for
 from storage.models import MessageLog, PointsEntry
 
 GOOD_CONTENT = "good_content"
@@ -145,14 +144,11 @@ async def find_quoted(event: Message, ctx: Context) -> QuotedMessage | None:
 
 async def on_message(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, Message)
-    if event.chat_type != "group" or not event.chat_id or event.quote is None:
+    found = await points_group(event, ctx) if event.quote is not None else None
+    if found is None:
         return []
-    group = await ctx.group(event.chat_id)
-    if group is None:
-        return []
-    points = playbook_for(ctx.playbooks, group).points
-    if points is None or not points.enabled:
-        return []
+    assert event.chat_id
+    points = found.points
     word = reaction_word(event.text, points.reaction_words)
     if word is None:
         return []

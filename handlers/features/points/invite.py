@@ -22,9 +22,9 @@ from bot.config.playbooks.points_section import InvitePoints
 from handlers.core.actions import Action, Note
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, MemberLeft
+from handlers.core.playbooks import playbook_for
 from handlers.features.points.ledger import AddPoints
 from handlers.features.roles import roles_in
-from handlers.features.welcome import playbook_for
 from storage.members import memberships_of
 from storage.models import PointsEntry
 

@@ -22,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook, PlaybookSet
 from bot.config.playbooks.points_section import RoleThreshold
+from handlers.core.playbooks import playbook_for
 from handlers.features.health.signals import LoggedMessage, first_answers
 from handlers.features.roles import HOST_ROLES, roles_in
-from handlers.features.welcome import playbook_for
 from storage.models import Group, LevelChange, MemberLevel, Membership, MessageLog, PointsEntry
 
 ORDINARY = "普通"

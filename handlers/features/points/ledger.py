@@ -18,15 +18,16 @@ from typing import cast
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config.playbooks import Playbook
 from bot.config.playbooks.points_section import MessagePoints, PointsSection
 from handlers.core.actions import Action
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from handlers.core.playbooks import playbook_for
 from handlers.features.health.signals import LoggedMessage, answered_member
 from handlers.features.message_log import LogMessage
 from handlers.features.roles import hosts_among
-from handlers.features.welcome import playbook_for
 from storage.db import insert_for
 from storage.models import Group, MessageLog, PointsEntry
 
@@ -112,21 +113,37 @@ async def day_earnings(
     return known
 
 
-async def on_message(event: Event, ctx: Context) -> list[Action]:
-    assert isinstance(event, Message)
-    if (
-        event.chat_type != "group"
-        or not event.chat_id
-        or not event.sender
-        or event.msgtype not in WRITTEN_KINDS
-    ):
-        return []
+@dataclass(frozen=True)
+class PointsGroup:
+    group: Group
+    playbook: Playbook
+    points: PointsSection
+
+
+async def points_group(event: Message, ctx: Context) -> PointsGroup | None:
+    """The group of a member's group message with its points section; None when the
+    bot does not know the group or its playbook gives no points. Every points handler
+    starts here."""
+    if event.chat_type != "group" or not event.chat_id or not event.sender:
+        return None
     group = await ctx.group(event.chat_id)
     if group is None:
+        return None
+    playbook = playbook_for(ctx.playbooks, group)
+    if playbook.points is None or not playbook.points.enabled:
+        return None
+    return PointsGroup(group, playbook, playbook.points)
+
+
+async def on_message(event: Event, ctx: Context) -> list[Action]:
+    assert isinstance(event, Message)
+    if event.msgtype not in WRITTEN_KINDS:
         return []
-    points = playbook_for(ctx.playbooks, group).points
-    if points is None or not points.enabled:
+    found = await points_group(event, ctx)
+    if found is None:
         return []
+    assert event.chat_id
+    group, points = found.group, found.points
     day = event.occurred_at.astimezone(ctx.tz).date()
     length = len(event.text.strip())
     source = (f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""))[:160]

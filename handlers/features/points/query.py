@@ -20,10 +20,9 @@ from handlers.core.actions import Action, QueueGroupText
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.features.points.ladder import level_of
-from handlers.features.points.ledger import balance, local_day_bounds
+from handlers.features.points.ledger import balance, local_day_bounds, points_group
 from handlers.features.roles import assigned_roles
 from handlers.features.rules.texts import member_name
-from handlers.features.welcome import playbook_for
 from storage.models import Membership, OutboxItem, PointsEntry
 
 LEADING_MENTIONS = re.compile(r"^(@\S+\s*)+")
@@ -41,15 +40,13 @@ def query_reply(name: str, *, total: int, month: int, level: str, roles: list[st
 
 async def on_message(event: Event, ctx: Context) -> list[Action]:
     assert isinstance(event, Message)
-    if event.chat_type != "group" or not event.chat_id or event.msgtype not in ("text", "mixed"):
+    if event.msgtype not in ("text", "mixed"):
         return []
-    group = await ctx.group(event.chat_id)
-    if group is None:
+    found = await points_group(event, ctx)
+    if found is None or not is_query(event.text, found.points.query_words):
         return []
-    playbook = playbook_for(ctx.playbooks, group)
-    points = playbook.points
-    if points is None or not points.enabled or not is_query(event.text, points.query_words):
-        return []
+    assert event.chat_id
+    group, playbook, points = found.group, found.playbook, found.points
     if not group_channel(group.channel_type).capabilities.immediate:
         return []
     chat, member = event.chat_id, event.sender

@@ -24,6 +24,7 @@ from handlers.channels import customer_sender, group_channel, private_channel
 from handlers.core.actions import Action, Note, QueueGroupText, QueuePrivateText, Stop
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, Message
+from handlers.core.playbooks import playbook_for
 from handlers.features import copilot
 from handlers.features.message_log import LogMessage
 from handlers.features.points.penalties import penalty_points
@@ -53,7 +54,7 @@ from handlers.features.rules.violations import (
     appealable,
     ladder_history,
 )
-from handlers.features.welcome import group_vars, playbook_for
+from handlers.features.welcome import group_vars
 from storage.members import get_membership
 from storage.models import Group, Membership, MessageLog, RaidGuardState, Violation
 

@@ -31,6 +31,7 @@ from handlers.core.actions import Action, Note, QueueGroupText
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from handlers.core.playbooks import playbook_for
 from handlers.features import copilot
 from handlers.features.points.ledger import AddPoints, leaderboard
 from handlers.features.roles import roles_in
@@ -49,7 +50,6 @@ from handlers.features.star.tally import (
     tally,
     to_schedule,
 )
-from handlers.features.welcome import playbook_for
 from scheduler.engine import DueContext, DueKind, Outcome
 from storage.db import insert_for
 from storage.models import Group, Membership, StarBallot
@@ -325,6 +325,26 @@ async def schedule_votes(
     return len(values)
 
 
+async def carry_out(
+    executor: Executor,
+    actions: list[Action],
+    session: AsyncSession,
+    ctx: DueContext,
+    vote: VoteRow,
+    status: str,
+) -> Outcome:
+    """Opening's or closing's actions through the executor, as the engine's outcome."""
+    effects = await executor.execute_due(
+        actions,
+        session,
+        now=ctx.now,
+        tz=ctx.tz,
+        playbooks=ctx.playbooks,
+        source_id=f"star_vote:{vote.id}",
+    )
+    return Outcome(status, "; ".join([vote.note or "", *effects.notes]), tuple(effects.queued))
+
+
 class StarOpenKind(DueKind):
     name = "star_open"
     model = VoteRow
@@ -363,17 +383,7 @@ class StarOpenKind(DueKind):
         assert voted is not None
         candidates = await read_candidates(session, group, playbook, star, voted, ctx.tz)
         actions = open_vote(vote, group, playbook, star, candidates, at=ctx.at, tz=ctx.tz)
-        effects = await self.executor.execute_due(
-            actions,
-            session,
-            now=ctx.now,
-            tz=ctx.tz,
-            playbooks=ctx.playbooks,
-            source_id=f"star_vote:{vote.id}",
-        )
-        return Outcome(
-            vote.status, "; ".join([vote.note or "", *effects.notes]), tuple(effects.queued)
-        )
+        return await carry_out(self.executor, actions, session, ctx, vote, vote.status)
 
     def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
         return {"status": "failed", "note": error}
@@ -394,17 +404,7 @@ class StarCloseKind(DueKind):
         playbook = playbook_for(ctx.playbooks, group) if group is not None else None
         result = vote_tally(vote, await read_ballots(session, vote.id))
         actions = close_vote(vote, result, group, playbook, at=ctx.at)
-        effects = await self.executor.execute_due(
-            actions,
-            session,
-            now=ctx.now,
-            tz=ctx.tz,
-            playbooks=ctx.playbooks,
-            source_id=f"star_vote:{vote.id}",
-        )
-        return Outcome(
-            "closed", "; ".join([vote.note or "", *effects.notes]), tuple(effects.queued)
-        )
+        return await carry_out(self.executor, actions, session, ctx, vote, "closed")
 
     def failed_values(self, error: str, ctx: DueContext) -> dict[str, Any]:
         return {"status": "close_failed", "note": error}
