@@ -133,9 +133,11 @@ async def live_webhook_group(
     chat_id: str,
     name: str,
     members: dict[str, str],
+    joined: bool = False,
 ) -> AsyncIterator[LiveApp]:
     """The service (no background loops, on `clock`) with one group registered on a
-    robot webhook; WeCom's join times follow the same clock."""
+    robot webhook; WeCom's join times follow the same clock. `joined`: the members
+    have joined (one change_external_chat callback, processed) before it is yielded."""
     emulator.state.wall_clock = lambda: clock.now.timestamp()
     emulator.state.upsert_group(
         chat_id,
@@ -153,6 +155,10 @@ async def live_webhook_group(
             json={"name": name, "channel": {"type": "webhook", "key": "wk"}},
         )
         assert response.status_code == 200
+        if joined:
+            params, body = join_callback(chat_id, list(members))
+            assert (await app.post_callback(params, body)).status_code == 200
+            await settle(app)
         yield app
 
 

@@ -21,12 +21,10 @@ from tests.helpers import (
     Clock,
     LiveApp,
     archive_text,
-    join_callback,
     live_webhook_group,
     points_of,
     post_archive,
     sent_texts,
-    settle,
 )
 
 GROUP = "wrLadder"
@@ -117,10 +115,8 @@ async def live(
         chat_id=GROUP,
         name="阶梯群",
         members={"wmA": "小安", "wmB": "小白", "wmC": "小陈", "zhangsan": "张三"},
+        joined=True,
     ) as app:
-        params, body = join_callback(GROUP, ["wmA", "wmB", "wmC", "zhangsan"])
-        assert (await app.post_callback(params, body)).status_code == 200
-        await settle(app)
         yield app, clock
 
 

@@ -21,10 +21,8 @@ from tests.helpers import (
     Clock,
     LiveApp,
     archive_text,
-    join_callback,
     live_webhook_group,
     post_archive,
-    settle,
 )
 from tests.helpers import points_of as group_points_of
 
@@ -73,10 +71,8 @@ async def live(
         chat_id=GROUP,
         name="积分群",
         members={"wmA": "小安", "wmB": "小白"},
+        joined=True,
     ) as app:
-        params, body = join_callback(GROUP, ["wmA", "wmB"])
-        assert (await app.post_callback(params, body)).status_code == 200
-        await settle(app)
         yield app
 
 

@@ -40,9 +40,11 @@ from tests.helpers import (
     MORNING,
     Clock,
     LiveApp,
+    archive_text,
     join_callback,
     leave_callback,
     live_webhook_group,
+    post_archive,
     settle,
 )
 from tests.helpers import points_of as group_points_of
@@ -352,22 +354,10 @@ async def test_join_and_leave_in_one_batch_take_it_back(
 
 
 def checkin_record(n: int, sender: str, at: datetime, text: str) -> dict[str, Any]:
-    return {
-        "msgid": f"c{n}",
-        "action": "send",
-        "from": sender,
-        "tolist": [],
-        "roomid": GROUP,
-        "msgtime": int(at.timestamp() * 1000),
-        "msgtype": "text",
-        "text": {"content": text},
-    }
+    return archive_text(f"c{n}", sender, GROUP, at, text)
 
 
-async def archive(app: LiveApp, records: list[dict[str, Any]]) -> None:
-    response = await app.http.post("/wecom/archive", headers=AUTH, json=records)
-    assert response.status_code == 200, response.text
-    await settle(app)
+archive = post_archive
 
 
 def morning(offset: int, hh: int = 7, mm: int = 30) -> datetime:

@@ -32,7 +32,6 @@ from tests.helpers import (
     Clock,
     LiveApp,
     archive_text,
-    join_callback,
     live_webhook_group,
     post_archive,
     settle,
@@ -151,10 +150,8 @@ async def live(
         chat_id=GROUP,
         name="积分群",
         members={"wmA": "小安", "wmB": "小白", "wmAd": "广告哥", "zhangsan": "张三"},
+        joined=True,
     ) as app:
-        params, body = join_callback(GROUP, ["wmA", "wmB", "wmAd", "zhangsan"])
-        assert (await app.post_callback(params, body)).status_code == 200
-        await settle(app)
         clock.now = T0
         yield app, clock
 

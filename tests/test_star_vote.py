@@ -32,7 +32,6 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
-    join_callback,
     live_webhook_group,
     post_archive,
     sent_texts,
@@ -249,10 +248,8 @@ async def live(
         chat_id=GROUP,
         name="贡献群",
         members=MEMBERS,
+        joined=True,
     ) as app:
-        params, body = join_callback(GROUP, list(MEMBERS))
-        assert (await app.post_callback(params, body)).status_code == 200
-        await settle(app)
         yield app, clock
 
 
