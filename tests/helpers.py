@@ -299,3 +299,23 @@ async def points_of(app: LiveApp, chat_id: str, member: str) -> dict[str, Any]:
     )
     assert got.status_code == 200, got.text
     return dict(got.json())
+
+
+async def adjust_points(
+    app: LiveApp, chat_id: str, member: str, delta: int, reason: str = "测试"
+) -> None:
+    """An audited manual adjustment (POST /admin/points) that must succeed."""
+    response = await app.http.post(
+        "/admin/points",
+        headers=AUTH,
+        json={"chat_id": chat_id, "member_id": member, "delta": delta, "reason": reason},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def redeem(app: LiveApp, chat_id: str, member: str, reward: str) -> httpx.Response:
+    return await app.http.post(
+        "/admin/redemptions",
+        headers=AUTH,
+        json={"chat_id": chat_id, "member_id": member, "reward": reward},
+    )

@@ -20,6 +20,7 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    adjust_points,
     archive_text,
     live_webhook_group,
     points_of,
@@ -182,12 +183,7 @@ async def test_the_ladder_promotes_demotes_and_explains(live: tuple[LiveApp, Clo
     # wmA: 30 points and messages in two different weeks → 活跃, not yet 核心 (needs 40).
     # The staff member's 100 points put him on no rung: staff run the group.
     for member, delta in (("wmA", 30), ("zhangsan", 100)):
-        adjusted = await app.http.post(
-            "/admin/points",
-            headers=AUTH,
-            json={"chat_id": GROUP, "member_id": member, "delta": delta, "reason": "好资源"},
-        )
-        assert adjusted.status_code == 201
+        await adjust_points(app, GROUP, member, delta, "好资源")
     await post(
         app,
         [
@@ -209,12 +205,7 @@ async def test_the_ladder_promotes_demotes_and_explains(live: tuple[LiveApp, Clo
     # Another review with nothing new changes nothing.
     assert (await app.http.post("/admin/ladder/review", headers=AUTH)).json()[GROUP] == []
     # Points taken back: demoted, with the reason.
-    taken = await app.http.post(
-        "/admin/points",
-        headers=AUTH,
-        json={"chat_id": GROUP, "member_id": "wmA", "delta": -25, "reason": "误加，收回"},
-    )
-    assert taken.status_code == 201
+    await adjust_points(app, GROUP, "wmA", -25, "误加，收回")
     again = (await app.http.post("/admin/ladder/review", headers=AUTH)).json()[GROUP]
     assert [(m["from_level"], m["to_level"]) for m in again] == [("活跃", "普通")]
     assert again[0]["reason"].startswith("降为普通：积分 ")
@@ -235,11 +226,7 @@ async def test_asking_for_points_gets_one_short_reply_an_hour(
     live: tuple[LiveApp, Clock], emulator: RunningEmulator
 ) -> None:
     app, _ = live
-    await app.http.post(
-        "/admin/points",
-        headers=AUTH,
-        json={"chat_id": GROUP, "member_id": "wmB", "delta": 25, "reason": "活动奖励"},
-    )
+    await adjust_points(app, GROUP, "wmB", 25, "活动奖励")
     await app.http.post("/admin/ladder/review", headers=AUTH)
     before = len(sent_texts(emulator))
     at = T0 + timedelta(minutes=10)

@@ -20,11 +20,13 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    adjust_points,
     archive_text,
     live_webhook_group,
     post_archive,
 )
 from tests.helpers import points_of as group_points_of
+from tests.helpers import redeem as redeem_in
 
 GROUP = "wrPoints"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -173,20 +175,11 @@ points:
 
 
 async def give(app: LiveApp, member: str, delta: int) -> None:
-    response = await app.http.post(
-        "/admin/points",
-        headers=AUTH,
-        json={"chat_id": GROUP, "member_id": member, "delta": delta, "reason": "测试"},
-    )
-    assert response.status_code == 201, response.text
+    await adjust_points(app, GROUP, member, delta)
 
 
 async def redeem(app: LiveApp, member: str, reward: str) -> Any:
-    return await app.http.post(
-        "/admin/redemptions",
-        headers=AUTH,
-        json={"chat_id": GROUP, "member_id": member, "reward": reward},
-    )
+    return await redeem_in(app, GROUP, member, reward)
 
 
 @pytest.fixture

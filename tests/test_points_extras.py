@@ -31,12 +31,14 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    adjust_points,
     archive_text,
     live_webhook_group,
     post_archive,
     settle,
 )
 from tests.helpers import points_of as group_points_of
+from tests.helpers import redeem as redeem_in
 from tests.test_playbooks_rules import SPEC_EXAMPLE
 
 GROUP, OTHER = "wrExtras", "wrOther"
@@ -308,20 +310,11 @@ async def test_rule_penalties_are_given_back_on_overturn(live: tuple[LiveApp, Cl
 
 
 async def adjust(app: LiveApp, member: str, delta: int, chat_id: str = GROUP) -> None:
-    response = await app.http.post(
-        "/admin/points",
-        headers=AUTH,
-        json={"chat_id": chat_id, "member_id": member, "delta": delta, "reason": "测试"},
-    )
-    assert response.status_code == 201, response.text
+    await adjust_points(app, chat_id, member, delta)
 
 
 async def redeem(app: LiveApp, member: str, reward: str) -> Any:
-    return await app.http.post(
-        "/admin/redemptions",
-        headers=AUTH,
-        json={"chat_id": GROUP, "member_id": member, "reward": reward},
-    )
+    return await redeem_in(app, GROUP, member, reward)
 
 
 async def test_a_monthly_season_spends_this_months_points_and_keeps_history(

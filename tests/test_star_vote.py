@@ -32,6 +32,7 @@ from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
+    adjust_points,
     live_webhook_group,
     post_archive,
     sent_texts,
@@ -254,12 +255,7 @@ async def live(
 
 
 async def give(app: LiveApp, member: str, delta: int, chat_id: str = GROUP) -> None:
-    response = await app.http.post(
-        "/admin/points",
-        headers=AUTH,
-        json={"chat_id": chat_id, "member_id": member, "delta": delta, "reason": "本月贡献"},
-    )
-    assert response.status_code == 201, response.text
+    await adjust_points(app, chat_id, member, delta, "本月贡献")
 
 
 def reply(msgid: str, sender: str, at: datetime, text: str) -> dict[str, Any]:
