@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from bot.api import (
+    admin_content,
     admin_groups,
     admin_growth,
     admin_health,
@@ -144,6 +145,7 @@ def create_app(
         admin_growth,
         admin_star,
         admin_points_extras,
+        admin_content,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

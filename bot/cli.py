@@ -25,10 +25,12 @@ simulate_app = typer.Typer(help="Send signed, encrypted callbacks to a running s
 db_app = typer.Typer(help="Database schema.")
 sandbox_app = typer.Typer(help="The built-in WeCom emulator (sandbox mode).")
 templates_app = typer.Typer(help="SOP playbooks in sop_templates/.")
+content_app = typer.Typer(help="The content library keyword lookup answers from.")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(templates_app, name="templates")
+app.add_typer(content_app, name="content")
 
 DEMO_CHAT = "wrSandboxDemoGroup"
 
@@ -493,6 +495,61 @@ def templates_schema() -> None:
     from bot.config.playbooks.cli import schema_command
 
     sys.stdout.write(schema_command() + "\n")
+
+
+@content_app.command("import")
+def content_import(
+    file: Annotated[Path, typer.Argument(help=".json (an array of items) or .csv (a header row)")],
+) -> None:
+    """Add or update content items from a file; an item with the same title and source
+    is updated. Bad rows are listed by line and skipped; exits 1 when there were any."""
+    from rich.progress import Progress
+
+    from bot.content_cli import run_import
+    from handlers.features.content.transfer import FileRefused, parse
+
+    settings = _settings()
+    try:
+        rows = parse(file.name, file.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{file}: 读不了这个文件（需要 UTF-8 编码）：{exc}") from None
+    except FileRefused as exc:
+        raise _fail(f"{file}: {exc}") from None
+    bad = [row for row in rows if row.error is not None]
+    with Progress(transient=True) as progress:
+        task = progress.add_task("导入内容", total=len(rows))
+        try:
+            counts = asyncio.run(run_import(settings, rows, lambda n: progress.advance(task, n)))
+        except Exception as exc:
+            raise _fail(f"import failed: {type(exc).__name__}: {exc}") from None
+    for row in bad:
+        typer.echo(f"{file}:{row.line}: 已跳过：{row.error}", err=True)
+    typer.echo(f"新增 {counts.created} 条，更新 {counts.updated} 条，跳过 {len(bad)} 条有问题的行")
+    if bad:
+        raise typer.Exit(1)
+
+
+@content_app.command("export")
+def content_export(
+    file: Annotated[Path, typer.Argument(help=".json or .csv (UTF-8 with a BOM, for Excel)")],
+) -> None:
+    """Write every content item to a file that `content import` reads back."""
+    from bot.content_cli import run_export
+    from handlers.features.content.transfer import FileRefused, render
+
+    settings = _settings()
+    try:
+        items = asyncio.run(run_export(settings))
+        text = render(file.name, items)
+    except FileRefused as exc:
+        raise _fail(f"{file}: {exc}") from None
+    except Exception as exc:
+        raise _fail(f"export failed: {type(exc).__name__}: {exc}") from None
+    try:
+        file.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise _fail(f"{file}: 写不了这个文件：{exc}") from None
+    typer.echo(f"已导出 {len(items)} 条内容到 {file}")
 
 
 if __name__ == "__main__":

@@ -593,3 +593,41 @@ class StarBallot(Base):
 # invitee in a group whichever member invited them (handlers/features/points/invite.py).
 # Declared here, not in PointsEntry's table args, so the model above stays as it was.
 Index("ix_points_source", PointsEntry.chat_id, PointsEntry.reason, PointsEntry.source_key)
+
+
+class ContentItem(Base):
+    """One entry of the content library (handlers/features/content): what keyword lookup
+    answers with and the 早报 draws knowledge points from. `scope` lists chat ids or group
+    tags the item applies to; empty means every group. (title, source) names an item, so
+    an import updates what an earlier import or export brought in instead of doubling it."""
+
+    __tablename__ = "content_items"
+    __table_args__ = (
+        UniqueConstraint("title", "source", name="uq_content_title_source"),
+        Index("ix_content_enabled", "enabled", "source", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(2000))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    keywords: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(16))  # own | external
+    scope: Mapped[list[Any]] = mapped_column(JSON, default=list)  # chat ids / group tags
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    valid_from: Mapped[date | None] = mapped_column(Date)  # local dates, inclusive
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContentLibrary(Base):
+    """One row (id 1): the library's version, bumped in the transaction of every change,
+    so each replica can tell its in-memory lookup index is stale with one cheap read."""
+
+    __tablename__ = "content_library"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
