@@ -151,3 +151,16 @@ def test_items_without_keywords_or_text() -> None:
 def test_version_is_kept(index: ContentIndex) -> None:
     assert index.version == 7
     assert len(index) == len(LIBRARY)
+
+
+def test_characters_past_the_bmp_keep_offsets_right(index: ContentIndex) -> None:
+    # emoji are two UTF-16 units: offsets after them must still be character offsets
+    assert _ids(index.lookup("😀👍社保代缴怎么办")) == [3]
+    assert index.candidates("😀社保")[0][:2] == (1, 3)
+
+
+def test_bytes_across_two_characters_are_not_a_keyword() -> None:
+    # 社 is U+793E; 乹 U+4E79 then 㸀 U+3E00 carry the bytes 79 3E across their border
+    single = build_index((_item(1, "社", "", ("社",)),), version=1)
+    assert single.candidates("\u4e79\u3e00") == []
+    assert single.candidates("社") == [(0, 1, ((1, "社"),))]
