@@ -23,6 +23,7 @@ from bot.api import (
     admin_playbooks,
     admin_points,
     admin_points_extras,
+    admin_questions,
     admin_sandbox,
     admin_star,
     admin_touch,
@@ -146,6 +147,7 @@ def create_app(
         admin_star,
         admin_points_extras,
         admin_content,
+        admin_questions,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
 from handlers.features import copilot, membership, message_log, touch, welcome
+from handlers.features.content import keyword_answers
 from handlers.features.points import checkin as points_checkin
 from handlers.features.points import good_content
 from handlers.features.points import invite as points_invite
@@ -37,6 +38,9 @@ def build_features() -> Features:
         feature.register(executor)
     star_vote.register(executor)
     points_penalties.register(executor)
+    keyword_answers.register(executor)
+    # One lookup index per service (runtime): built from its own database.
+    answers = keyword_answers.KeywordAnswers()
     registry = Registry(executor)
     registry.add("member_joined", membership.record_joins, group=BOOKKEEPING)
     registry.add("member_left", membership.record_leaves, group=BOOKKEEPING)
@@ -52,6 +56,7 @@ def build_features() -> Features:
     registry.add("message", touch.on_message, group=TOUCH, name="touch_opt_out")
     registry.add("message", points.on_message, group=CONTENT, name="points")
     registry.add("message", points_query.on_message, group=CONTENT, name="points_query")
+    registry.add("message", answers.on_message, group=CONTENT, name="keyword_answers")
     registry.add("message", star_vote.on_message, group=CONTENT, name="star_vote")
     registry.add("message", good_content.on_message, group=CONTENT, name="good_content")
     registry.add(

@@ -631,3 +631,42 @@ class ContentLibrary(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class KeywordAnswer(Base):
+    """One reply (or owner task) the keyword lookup gave in a group: which items it
+    offered, so the same item is not offered there again within the playbook's
+    cooldown. `source_key` (the message) makes a replayed event answer once."""
+
+    __tablename__ = "keyword_answers"
+    __table_args__ = (
+        UniqueConstraint("source_key", name="uq_keyword_answer_source"),
+        Index("ix_keyword_answer_recent", "chat_id", "answered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    item_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source_key: Mapped[str] = mapped_column(String(200))
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UnansweredQuestion(Base):
+    """A member's question the library had nothing for: what the content team should
+    write next. `normalized_key` groups the same question asked in other words of
+    width, case or script; `text` keeps the first 200 characters for people to read."""
+
+    __tablename__ = "unanswered_questions"
+    __table_args__ = (
+        UniqueConstraint("source_key", name="uq_unanswered_source"),
+        Index("ix_unanswered_chat_asked", "chat_id", "asked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(String(200))
+    normalized_key: Mapped[str] = mapped_column(String(200))
+    source_key: Mapped[str] = mapped_column(String(200))
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow)

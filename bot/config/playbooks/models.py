@@ -45,6 +45,7 @@ from bot.config.playbooks.fields import (
     stripped_non_blank,
 )
 from bot.config.playbooks.health_section import HealthSection
+from bot.config.playbooks.keywords_section import KeywordsSection
 from bot.config.playbooks.points_section import PointsSection
 from bot.config.playbooks.render import (
     PRIVATE_WELCOME_SAMPLE,
@@ -334,6 +335,9 @@ class Playbook(StrictModel):
     welcome: WelcomeSection | None = None
     touch_sequence: TouchSequence | None = None
     rules: RulesSection | None = None
+    keywords: KeywordsSection | None = Field(
+        default=None, description="群里有人问资料类问题时，从内容库里找答案（不写就不回答）"
+    )
     points: PointsSection | None = None
     health: HealthSection = Field(
         default_factory=HealthSection, description="社群健康度的目标线（周报和 /health 用）"

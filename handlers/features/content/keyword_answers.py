@@ -1,0 +1,257 @@
+"""Keyword answers in groups (SPEC §5.4; priority group 40, after points).
+
+A member's group message that asks (a trigger word, a question, an @-mention of the
+bot; `answers.asking`) is looked up in the content library's index; the items that
+apply to the group (scope) and were not offered there within the playbook's
+`group_cooldown_seconds` are listed in one short reply, own items first. Where the
+group's channel posts at once the reply goes into the group; elsewhere (customer
+groups) the owner gets a task with the reply ready to paste. Either way a
+`keyword_answers` row records what was offered, in the same transaction, so the
+cooldown holds across batches and replicas. A question the library has nothing for
+is kept in `unanswered_questions` for the content team.
+
+Staff are answered too: a colleague asking in the group is asking for the members
+who will read the answer. The bot's own messages and other robots are not.
+`mode: wait` answers at once for now (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config.playbooks.keywords_section import KeywordsSection
+from handlers.channels.registry import group_channel
+from handlers.core.actions import Action, QueueGroupText
+from handlers.core.context import Context
+from handlers.core.events import Event, Message
+from handlers.core.executor import Executor
+from handlers.core.playbooks import playbook_for
+from handlers.features import copilot
+from handlers.features.content.answers import (
+    MAX_QUESTION_CHARS,
+    Offered,
+    asking,
+    bare_text,
+    question_key,
+    reply_text,
+    task_summary,
+)
+from handlers.features.content.index_cache import IndexCache, Library
+from handlers.features.content.library import applies_to
+from handlers.features.rules.handler import is_robot
+from handlers.features.rules.texts import member_name
+from storage.db import insert_for
+from storage.models import Group, KeywordAnswer, Membership, UnansweredQuestion
+
+ORIGIN = "keyword_answer"
+ASKED_KINDS = ("text", "mixed")
+
+
+@dataclass(frozen=True)
+class RecordAnswer(Action):
+    """What a reply (or owner task) offered in a group, for the per-item cooldown."""
+
+    chat_id: str
+    member_id: str
+    item_ids: tuple[int, ...]
+    source_key: str
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordUnanswered(Action):
+    """A question the library had nothing for."""
+
+    chat_id: str
+    member_id: str
+    text: str
+    normalized_key: str
+    source_key: str
+    asked_at: datetime
+
+
+async def _insert_once(session: AsyncSession, model: Any, values: dict[str, Any]) -> None:
+    # A replayed event (same source key) changes nothing.
+    table: Table = model.__table__
+    await session.execute(
+        insert_for(session)(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["source_key"])
+    )
+
+
+async def apply_answer(action: RecordAnswer, ctx: Context) -> None:
+    await _insert_once(
+        ctx.session,
+        KeywordAnswer,
+        {
+            "chat_id": action.chat_id,
+            "member_id": action.member_id,
+            "item_ids": list(action.item_ids),
+            "source_key": action.source_key,
+            "answered_at": action.answered_at,
+        },
+    )
+
+
+async def apply_unanswered(action: RecordUnanswered, ctx: Context) -> None:
+    await _insert_once(
+        ctx.session,
+        UnansweredQuestion,
+        {
+            "chat_id": action.chat_id,
+            "member_id": action.member_id,
+            "text": action.text,
+            "normalized_key": action.normalized_key,
+            "source_key": action.source_key,
+            "asked_at": action.asked_at,
+        },
+    )
+
+
+async def offered_recently(ctx: Context, chat_id: str, since: datetime) -> dict[int, datetime]:
+    """Item id → when it was last offered in the group: one read per group and batch;
+    the handler adds what the batch offers."""
+    key = ("keyword_answers", chat_id)
+    known: dict[int, datetime] | None = ctx.memo.extra.get(key)
+    if known is None:
+        known = {}
+        rows = await ctx.session.execute(
+            select(KeywordAnswer.item_ids, KeywordAnswer.answered_at).where(
+                KeywordAnswer.chat_id == chat_id, KeywordAnswer.answered_at >= since
+            )
+        )
+        for item_ids, at in rows:
+            for item_id in item_ids:
+                if int(item_id) not in known or known[int(item_id)] < at:
+                    known[int(item_id)] = at
+        ctx.memo.extra[key] = known
+    return known
+
+
+class KeywordAnswers:
+    """The handler with its process's index (one per runtime: `handlers/wiring.py`)."""
+
+    def __init__(self, cache: IndexCache | None = None) -> None:
+        self.cache = cache or IndexCache()
+
+    async def _library(self, ctx: Context, at: datetime) -> Library:
+        key = ("keyword_answers", "library")
+        library: Library | None = ctx.memo.extra.get(key)
+        if library is None:
+            library = await self.cache.library(ctx.session, today=at.astimezone(ctx.tz).date())
+            ctx.memo.extra[key] = library
+        return library
+
+    async def on_message(self, event: Event, ctx: Context) -> list[Action]:
+        assert isinstance(event, Message)
+        if event.msgtype not in ASKED_KINDS or event.chat_type != "group":
+            return []
+        if not event.chat_id or not event.sender or is_robot(event.sender):
+            return []
+        group = await ctx.group(event.chat_id)
+        if group is None:
+            return []
+        playbook = playbook_for(ctx.playbooks, group)
+        section = playbook.keywords
+        if section is None or not section.enabled:
+            return []
+        why = asking(event.text, section.triggers, mentioned_bot=event.mentioned_bot)
+        if not why.asks:
+            return []
+        at = event.occurred_at
+        source_key = (f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""))[:160]
+        library = await self._library(ctx, at)
+        cooldown = timedelta(seconds=section.group_cooldown_seconds)
+        recent = await offered_recently(ctx, group.chat_id, at - cooldown)
+        tags = tuple(str(tag) for tag in (group.tags or ()))
+
+        def in_scope(item_id: int) -> bool:
+            entry = library.items.get(item_id)
+            return entry is not None and applies_to(entry.scope, group.chat_id, tags)
+
+        def admit(item_id: int) -> bool:
+            last = recent.get(item_id)
+            return in_scope(item_id) and (last is None or abs(at - last) >= cooldown)
+
+        asked = bare_text(event.text)
+        matches = library.index.lookup(
+            asked, limit=section.top_n, threshold=section.threshold, admit=admit
+        )
+        if not matches:
+            # Everything it would get was just offered here: answered, not a miss.
+            if library.index.lookup(asked, limit=1, threshold=section.threshold, admit=in_scope):
+                ctx.note("keyword answer: in cooldown")
+                return []
+            return self._miss(event, why.triggered or why.question, source_key)
+        item_ids = tuple(match.item_id for match in matches)
+        for item_id in item_ids:
+            recent[item_id] = at
+        return await self._answer(event, ctx, group, section, library, item_ids, source_key)
+
+    def _miss(self, event: Message, question: bool, source_key: str) -> list[Action]:
+        assert event.chat_id
+        key = question_key(event.text)
+        if not question or not key:
+            return []
+        return [
+            RecordUnanswered(
+                chat_id=event.chat_id,
+                member_id=event.sender,
+                text=bare_text(event.text)[:MAX_QUESTION_CHARS],
+                normalized_key=key,
+                source_key=source_key,
+                asked_at=event.occurred_at,
+            )
+        ]
+
+    async def _answer(
+        self,
+        event: Message,
+        ctx: Context,
+        group: Group,
+        section: KeywordsSection,
+        library: Library,
+        item_ids: tuple[int, ...],
+        source_key: str,
+    ) -> list[Action]:
+        playbook = playbook_for(ctx.playbooks, group)
+        membership = await ctx.session.scalar(
+            select(Membership).where(
+                Membership.chat_id == group.chat_id, Membership.member_id == event.sender
+            )
+        )
+        name = member_name(membership, playbook)
+        offered = [
+            Offered(entry.title, entry.url, entry.summary)
+            for entry in (library.items[item_id] for item_id in item_ids)
+        ]
+        text = reply_text(name, offered)
+        key = f"{ORIGIN}:{group.chat_id}:{source_key}"[:200]
+        record = RecordAnswer(group.chat_id, event.sender, item_ids, source_key, event.occurred_at)
+        if group_channel(group.channel_type).capabilities.immediate:
+            deliver: Action = QueueGroupText(
+                group.chat_id, text, ORIGIN, key=key, member_id=event.sender
+            )
+        else:
+            deliver = copilot.assign(
+                group,
+                playbook,
+                origin=ORIGIN,
+                summary=task_summary(name, bare_text(event.text)),
+                paste_text=text,
+                member_id=event.sender,
+                key=key,
+            )
+        ctx.note(f"keyword answer: items {list(item_ids)} ({section.mode})")
+        return [record, deliver]
+
+
+def register(executor: Executor) -> None:
+    executor.register(RecordAnswer, apply_answer)
+    executor.register(RecordUnanswered, apply_unanswered)
