@@ -334,3 +334,57 @@ async def test_without_a_keywords_section_the_bot_stays_quiet(
         assert answers(emulator) == []
         async with app.runtime.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(UnansweredQuestion)) == 0
+
+
+# --- the per-process index: rebuilt on a new version, never blocking the loop -----
+
+
+async def test_the_index_is_rebuilt_once_per_version_and_stale_while_building(
+    sessions: Any,
+) -> None:
+    import asyncio
+    import threading
+    from datetime import date
+
+    from handlers.features.content.index_cache import IndexCache, build_library
+
+    gate = threading.Event()
+    gate.set()
+    built: list[int] = []
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+
+    def build(entries: Any, version: int, day: date) -> Any:
+        loop.call_soon_threadsafe(started.set)
+        assert gate.wait(timeout=30)  # the test opens it; a bound, not a timer
+        built.append(version)
+        return build_library(entries, version, day)
+
+    cache = IndexCache(build)
+    today = T0.date()
+    async with sessions() as session:
+        await upsert_many(session, [INVOICE_OWN], now=T0)
+        await session.commit()
+    async with sessions() as session:
+        first = await cache.library(session, today=today)
+        assert await cache.library(session, today=today) is first
+    assert built == [first.version]
+    async with sessions() as session:
+        await upsert_many(session, [SOCIAL], now=T0)
+        await session.commit()
+    gate.clear()
+    started.clear()
+    async with sessions() as one, sessions() as two:
+        building = asyncio.create_task(cache.library(one, today=today))
+        await started.wait()  # the build runs in its thread, the loop is free
+        assert cache.building
+        # Meanwhile another batch answers from the previous index, at once.
+        assert await cache.library(two, today=today) is first
+        gate.set()
+        second = await building
+    assert second.version == first.version + 1 and len(second.index) == 2
+    assert built == [first.version, second.version]
+    # A new local day rebuilds too (validity dates start and end without a write).
+    async with sessions() as session:
+        third = await cache.library(session, today=today.replace(day=today.day + 1))
+    assert third.version == second.version and len(built) == 3

@@ -60,12 +60,16 @@ class IndexCache:
         self._lock = asyncio.Lock()
         self.builds = 0  # how many indexes this process built (tests, metrics)
 
+    @property
+    def building(self) -> bool:
+        return self._lock.locked()
+
     async def library(self, session: AsyncSession, *, today: date) -> Library:
         version = await library_version(session)
         current = self._current
         if current is not None and (current.version, current.day) == (version, today):
             return current
-        if current is not None and self._lock.locked():
+        if current is not None and self.building:
             return current  # another batch is building the new one
         async with self._lock:
             current = self._current
