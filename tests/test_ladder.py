@@ -240,5 +240,12 @@ async def test_asking_for_points_gets_one_short_reply_an_hour(
     )
     replies = sent_texts(emulator)[before:]
     assert replies == ["@小白 你在本群的积分是 25 分（本月 25 分），当前等级：活跃。"]
-    await post(app, [record(303, "wmB", at + timedelta(minutes=70), "查积分")])
+    await post(app, [record(303, "wmB", at + timedelta(minutes=70), "查积分？")])
     assert len(sent_texts(emulator)[before:]) == 2
+    # 「查积分？」 is the points query's, no question for the content library; asking
+    # how points work is one.
+    unanswered = await app.http.get(
+        "/admin/questions/unanswered", headers=AUTH, params={"chat_id": GROUP, "week": "2026-W48"}
+    )
+    assert unanswered.status_code == 200, unanswered.text
+    assert [q["text"] for q in unanswered.json()["questions"]] == ["我的积分怎么算的"]

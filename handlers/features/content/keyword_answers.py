@@ -43,6 +43,7 @@ from handlers.features.content.answers import (
 )
 from handlers.features.content.index_cache import IndexCache, Library
 from handlers.features.content.library import applies_to
+from handlers.features.points.query import is_query
 from handlers.features.rules.handler import is_robot
 from handlers.features.rules.texts import member_name
 from storage.db import insert_for
@@ -164,6 +165,9 @@ class KeywordAnswers:
         why = asking(event.text, section.triggers, mentioned_bot=event.mentioned_bot)
         if not why.asks:
             return []
+        points = playbook.points
+        if points is not None and points.enabled and is_query(event.text, points.query_words):
+            return []  # 「我的积分？」 is the points query's, not a question for the library
         at = event.occurred_at
         source_key = (f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""))[:160]
         library = await self._library(ctx, at)
