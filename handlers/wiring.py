@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
 from handlers.features import copilot, membership, message_log, touch, welcome
-from handlers.features.content import keyword_answers
+from handlers.features.content import keyword_answers, keyword_wait_kind
 from handlers.features.points import checkin as points_checkin
 from handlers.features.points import good_content
 from handlers.features.points import invite as points_invite
@@ -72,6 +72,7 @@ def build_features() -> Features:
         copilot.OwnerDigestKind(executor),
         star_vote.StarOpenKind(executor),
         star_vote.StarCloseKind(executor),
+        keyword_wait_kind.KeywordWaitKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

@@ -652,6 +652,32 @@ class KeywordAnswer(Base):
     answered_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class KeywordWait(Base):
+    """A keyword answer held back in `mode: wait` (群友交流 > 群主回答): due
+    `wait_minutes` after the question, when it is sent only if no member answered
+    meanwhile. `source_key` (the question's message) makes it one per question;
+    `status` pending → claimed → sent | quiet | skipped | failed, `note` says why."""
+
+    __tablename__ = "keyword_waits"
+    __table_args__ = (
+        UniqueConstraint("source_key", name="uq_keyword_wait_source"),
+        Index("ix_keyword_wait_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[str] = mapped_column(String(128))
+    source_key: Mapped[str] = mapped_column(String(200))
+    asked_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    item_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    question: Mapped[str] = mapped_column(String(200))
+    reply_text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    note: Mapped[str] = mapped_column(String(200), default="")
+    done_at: Mapped[datetime | None]
+
+
 class UnansweredQuestion(Base):
     """A member's question the library had nothing for: what the content team should
     write next. `normalized_key` groups the same question asked in other words of

@@ -1,10 +1,13 @@
-"""Keyword answers in groups (issue 10, immediate mode): which messages ask, how a
+"""Keyword answers in groups (issue 10, immediate and wait modes): which messages ask, how a
 reply reads, the playbook section, and the live service through /wecom/archive on
 SQLite and PostgreSQL with a library of over a thousand items."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,9 @@ from sqlalchemy import func, select
 
 from bot.config.playbooks.keywords_section import DEFAULT_THRESHOLD, KeywordsSection
 from bot.sandbox.emulator.server import RunningEmulator
+from bot.sources.aibot import normalize_aibot
+from bot.sources.normalized import store_many
+from handlers.core.events import Message
 from handlers.features.content import index
 from handlers.features.content.answers import (
     Offered,
@@ -21,7 +27,7 @@ from handlers.features.content.answers import (
     reply_text,
 )
 from handlers.features.content.library import ContentIn, upsert_many
-from storage.models import KeywordAnswer, OwnerTask, UnansweredQuestion
+from storage.models import KeywordAnswer, KeywordWait, OwnerTask, UnansweredQuestion
 from tests.helpers import (
     AUTH,
     MORNING,
@@ -31,6 +37,7 @@ from tests.helpers import (
     live_webhook_group,
     post_archive,
     sent_texts,
+    settle,
 )
 from tests.test_playbooks import issues, write
 
@@ -388,3 +395,123 @@ async def test_the_index_is_rebuilt_once_per_version_and_stale_while_building(
     async with sessions() as session:
         third = await cache.library(session, today=today.replace(day=today.day + 1))
     assert third.version == second.version and len(built) == 3
+
+
+# --- mode: wait (群友交流 > 群主回答) ------------------------------------------------
+
+WAIT = timedelta(minutes=5)  # the shipped playbook's wait_minutes
+
+
+@pytest.fixture
+async def waiting(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> AsyncIterator[tuple[LiveApp, Clock]]:
+    playbook = templates_dir / "default.yaml"
+    text = playbook.read_text(encoding="utf-8")
+    assert "  mode: immediate\n" in text
+    playbook.write_text(text.replace("  mode: immediate\n", "  mode: wait\n"), encoding="utf-8")
+    clock = Clock(T0)
+    async with live_webhook_group(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        emulator=emulator,
+        clock=clock,
+        chat_id=GROUP,
+        name="答疑群",
+        members=MEMBERS,
+        joined=True,
+    ) as app:
+        async with app.runtime.sessions() as session:
+            await upsert_many(session, [INVOICE_OWN, SOCIAL], now=T0)
+            await session.commit()
+        yield app, clock
+
+
+async def waits(app: LiveApp) -> list[tuple[str, str, str]]:
+    async with app.runtime.sessions() as session:
+        rows = (await session.scalars(select(KeywordWait).order_by(KeywordWait.id))).all()
+    return [(row.source_key, row.status, row.note) for row in rows]
+
+
+async def answer_rows(app: LiveApp) -> list[tuple[str, str]]:
+    async with app.runtime.sessions() as session:
+        rows = (await session.scalars(select(KeywordAnswer).order_by(KeywordAnswer.id))).all()
+    return [(row.member_id, row.source_key) for row in rows]
+
+
+async def test_wait_a_member_s_answer_within_the_window_keeps_the_bot_quiet(
+    waiting: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = waiting
+    await say(app, clock, "w1", "wmA", "有没有增值税发票的资料？")
+    assert answers(emulator) == []
+    clock.advance(90)
+    await say(app, clock, "w2", "wmB", "群公告里有，财务那份文档写得很清楚")
+    await settle(app, at=T0 + WAIT)
+    assert answers(emulator) == []
+    assert await waits(app) == [("msg:w1", "quiet", "answered by a member (wmB)")]
+    assert await answer_rows(app) == []  # nothing offered: no cooldown starts
+    await settle(app, at=T0 + 2 * WAIT)  # done once
+    assert answers(emulator) == []
+
+
+async def test_wait_an_unanswered_question_is_answered_at_the_due_time_not_before(
+    waiting: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = waiting
+    await say(app, clock, "w1", "wmA", "有没有增值税发票的资料？")
+    clock.advance(30)
+    await say(app, clock, "w2", "wmA", "在线等")  # the asker again is no answer
+    # A member writing after the window is no answer either.
+    clock.advance(int(WAIT.total_seconds()))
+    await settle(app, at=T0 + WAIT - timedelta(seconds=1))
+    assert answers(emulator) == []
+    assert [status for _, status, _ in await waits(app)] == ["pending"]
+    await say(app, clock, "w3", "wmB", "不知道呢")
+    await settle(app, at=T0 + WAIT)
+    [reply] = answers(emulator)
+    assert reply.split("\n")[:2] == [
+        "@小安 群里的资料可能有帮助：",
+        "1. 增值税发票开具指南 https://example.com/fapiao",
+    ]
+    assert [status for _, status, _ in await waits(app)] == ["sent"]
+    assert await answer_rows(app) == [("wmA", "msg:w1")]
+    # Replayed question and a later tick: still one reply.
+    await say(app, clock, "w1", "wmA", "有没有增值税发票的资料？")
+    await settle(app, at=T0 + 2 * WAIT)
+    assert len(answers(emulator)) == 1 and len(await waits(app)) == 1
+
+
+async def test_wait_an_answer_by_staff_is_not_a_member_answer(
+    waiting: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = waiting
+    await say(app, clock, "w1", "wmA", "有没有增值税发票的资料？")
+    clock.advance(60)
+    await say(app, clock, "w2", "zhangsan", "我找一下，稍等")  # a colleague (staff)
+    await settle(app, at=T0 + WAIT)
+    assert len(answers(emulator)) == 1
+    assert [status for _, status, _ in await waits(app)] == ["sent"]
+
+
+async def test_wait_an_at_mention_of_the_bot_is_answered_at_once(
+    waiting: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, _clock = waiting
+    payload = {
+        "msgid": "at-1",
+        "chatid": GROUP,
+        "chattype": "group",
+        "from": {"userid": "wmA"},
+        "msgtype": "text",
+        "text": {"content": "@小助手 增值税发票"},
+    }
+    incoming = normalize_aibot(payload, json.dumps(payload, ensure_ascii=False))
+    assert isinstance(incoming.event, Message) and incoming.event.mentioned_bot
+    incoming = replace(incoming, event=incoming.event.model_copy(update={"occurred_at": T0}))
+    await store_many(app.runtime.appender, [incoming], now=app.runtime.clock())
+    await settle(app)
+    [reply] = answers(emulator)
+    assert "1. 增值税发票开具指南 https://example.com/fapiao" in reply
+    assert await waits(app) == []
+    assert await answer_rows(app) == [("wmA", "msg:at-1")]

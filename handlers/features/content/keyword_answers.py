@@ -12,7 +12,8 @@ is kept in `unanswered_questions` for the content team.
 
 Staff are answered too: a colleague asking in the group is asking for the members
 who will read the answer. The bot's own messages and other robots are not.
-`mode: wait` answers at once for now (docs/architecture.md).
+In `mode: wait` a question that does not @-mention the bot is held instead
+(`keyword_wait.py`): answered `wait_minutes` later only if no member answered first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config.playbooks import Playbook
 from bot.config.playbooks.keywords_section import KeywordsSection
 from handlers.channels.registry import group_channel
 from handlers.core.actions import Action, QueueGroupText
@@ -42,6 +44,7 @@ from handlers.features.content.answers import (
     task_summary,
 )
 from handlers.features.content.index_cache import IndexCache, Library
+from handlers.features.content.keyword_wait import ScheduleWait, apply_wait
 from handlers.features.content.library import applies_to
 from handlers.features.points.query import is_query
 from handlers.features.rules.handler import is_robot
@@ -196,7 +199,9 @@ class KeywordAnswers:
         item_ids = tuple(match.item_id for match in matches)
         for item_id in item_ids:
             recent[item_id] = at
-        return await self._answer(event, ctx, group, section, library, item_ids, source_key)
+        return await self._answer(
+            event, ctx, group, section, library, item_ids, source_key, mentioned=why.mentioned
+        )
 
     def _miss(self, event: Message, question: bool, source_key: str) -> list[Action]:
         assert event.chat_id
@@ -223,6 +228,8 @@ class KeywordAnswers:
         library: Library,
         item_ids: tuple[int, ...],
         source_key: str,
+        *,
+        mentioned: bool,
     ) -> list[Action]:
         playbook = playbook_for(ctx.playbooks, group)
         membership = await ctx.session.scalar(
@@ -236,26 +243,63 @@ class KeywordAnswers:
             for entry in (library.items[item_id] for item_id in item_ids)
         ]
         text = reply_text(name, offered)
-        key = f"{ORIGIN}:{group.chat_id}:{source_key}"[:200]
+        if section.mode == "wait" and not mentioned:
+            # 群友交流 > 群主回答: give members the first word; answered later if nobody did.
+            due = event.occurred_at + timedelta(minutes=section.wait_minutes)
+            ctx.note(f"keyword answer: items {list(item_ids)} wait until {due.isoformat()}")
+            return [
+                ScheduleWait(
+                    chat_id=group.chat_id,
+                    member_id=event.sender,
+                    source_key=source_key,
+                    asked_at=event.occurred_at,
+                    due_at=due,
+                    item_ids=item_ids,
+                    question=bare_text(event.text)[:MAX_QUESTION_CHARS],
+                    reply_text=text,
+                )
+            ]
         record = RecordAnswer(group.chat_id, event.sender, item_ids, source_key, event.occurred_at)
-        if group_channel(group.channel_type).capabilities.immediate:
-            deliver: Action = QueueGroupText(
-                group.chat_id, text, ORIGIN, key=key, member_id=event.sender
-            )
-        else:
-            deliver = copilot.assign(
-                group,
-                playbook,
-                origin=ORIGIN,
-                summary=task_summary(name, bare_text(event.text)),
-                paste_text=text,
-                member_id=event.sender,
-                key=key,
-            )
+        deliver = delivery(
+            group,
+            playbook,
+            member_id=event.sender,
+            name=name,
+            question=bare_text(event.text),
+            text=text,
+            source_key=source_key,
+        )
         ctx.note(f"keyword answer: items {list(item_ids)} ({section.mode})")
         return [record, deliver]
+
+
+def delivery(
+    group: Group,
+    playbook: Playbook,
+    *,
+    member_id: str,
+    name: str,
+    question: str,
+    text: str,
+    source_key: str,
+) -> Action:
+    """Where a reply goes: into the group where its channel posts at once, else an owner
+    task with the reply ready to paste (customer groups). At once or after a wait alike."""
+    key = f"{ORIGIN}:{group.chat_id}:{source_key}"[:200]
+    if group_channel(group.channel_type).capabilities.immediate:
+        return QueueGroupText(group.chat_id, text, ORIGIN, key=key, member_id=member_id)
+    return copilot.assign(
+        group,
+        playbook,
+        origin=ORIGIN,
+        summary=task_summary(name, question),
+        paste_text=text,
+        member_id=member_id,
+        key=key,
+    )
 
 
 def register(executor: Executor) -> None:
     executor.register(RecordAnswer, apply_answer)
     executor.register(RecordUnanswered, apply_unanswered)
+    executor.register(ScheduleWait, apply_wait)
