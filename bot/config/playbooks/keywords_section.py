@@ -3,8 +3,8 @@ content library (SPEC §5.4, §7).
 
 SPEC §7 writes the per-item cooldown as `cooldown_seconds` and the reply's length as
 `max_items`; both names load (as `group_cooldown_seconds` and `top_n`), one of each
-pair per file. `mode: wait` is accepted and validated so playbooks can be written for
-it now; until the wait is built the bot answers at once in either mode.
+pair per file. `mode: wait` holds an answer `wait_minutes` and sends it only if no
+member answered meanwhile (handlers/features/content/keyword_wait.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class KeywordsSection(StrictModel):
     mode: Literal["immediate", "wait"] = Field(
         default="immediate",
         description="immediate：有人问就马上回答；wait：等几分钟没有群友回答再答"
-        "（wait 暂时也马上回答，后续版本实现等待）。@机器人 的提问总是马上回答",
+        "（群主、管理员和员工的回复不算）。@机器人 的提问总是马上回答",
     )
     wait_minutes: StrictInt = Field(
         default=5, ge=1, le=1440, description="wait 模式下等多少分钟没人回答才由机器人回答"
