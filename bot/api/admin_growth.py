@@ -19,7 +19,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
-from bot.api.deps import AdminDep, RuntimeDep, SessionDep
+from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.timefmt import LocalTime, local_iso
 from handlers.features.growth.inviters import InviterLine, inviters_report, weeks_between
 from handlers.features.growth.leads import (
@@ -32,7 +32,7 @@ from handlers.features.growth.leads import (
     list_leads,
     mark_lead,
 )
-from storage.models import Group, Lead, LeadChange, Membership
+from storage.models import Lead, LeadChange, Membership
 
 router = APIRouter(prefix="/admin", tags=["admin: growth"], dependencies=[AdminDep])
 
@@ -115,11 +115,6 @@ class InvitersOut(BaseModel):
     inviters: list[InviterOut]  # most invites first
 
 
-async def _known_group(session: SessionDep, chat_id: str) -> None:
-    if await session.get(Group, chat_id) is None:
-        raise HTTPException(status_code=404, detail=f"no group {chat_id}")
-
-
 async def _names(session: SessionDep, leads: Sequence[Lead]) -> dict[tuple[str, str], str | None]:
     if not leads:
         return {}
@@ -196,7 +191,7 @@ async def put_lead(
 ) -> LeadOut:
     """Mark the member as a lead or move its stage. The first mark keeps its group of
     origin and the member's inviter there; every change is kept with who made it."""
-    await _known_group(session, body.chat_id)
+    await known_group(session, body.chat_id)
     actor = (body.by or x_admin_actor or "").strip() or "admin"
     try:
         marked = await mark_lead(
@@ -251,7 +246,7 @@ async def get_leads(
 ) -> list[LeadOut] | Response:
     """Lead marks, most recently changed first; `format=csv` for Excel."""
     if chat_id is not None:
-        await _known_group(session, chat_id)
+        await known_group(session, chat_id)
     try:
         wanted = canonical_stage(stage) if stage is not None else None
     except UnknownStage as exc:
@@ -343,7 +338,7 @@ async def get_inviters(
     """Per inviter: invites in the range (by the invitee's local join day), per ISO
     week, 7- and 30-day retention, invitees who became active, and leads by stage."""
     if chat_id is not None:
-        await _known_group(session, chat_id)
+        await known_group(session, chat_id)
     now = runtime.clock()
     tz = runtime.settings.tz
     today = now.astimezone(tz).date()

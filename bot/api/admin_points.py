@@ -3,7 +3,6 @@ adjustments, the monthly leaderboard."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import date
 from typing import Annotated, Literal
@@ -17,6 +16,7 @@ from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.api.fields import NonBlank
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
+from handlers.core.months import next_month, parse_month
 from handlers.core.playbooks import playbook_for
 from handlers.features.points.checkin import current_streak
 from handlers.features.points.ledger import (
@@ -41,7 +41,6 @@ from storage.models import Group, Membership
 router = APIRouter(prefix="/admin", tags=["admin: points"], dependencies=[AdminDep])
 
 MemberId = Annotated[str, Path(min_length=1, max_length=128)]
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 class EntryOut(BaseModel):
@@ -204,17 +203,13 @@ async def post_redemption(body: RedeemIn, runtime: RuntimeDep, session: SessionD
 
 
 def month_bounds(month: str | None, runtime: Runtime) -> tuple[date, date]:
-    tz = runtime.settings.tz
     if month is None:
-        today = runtime.clock().astimezone(tz).date()
-        first = today.replace(day=1)
+        first = runtime.clock().astimezone(runtime.settings.tz).date().replace(day=1)
+    elif (parsed := parse_month(month)) is None:
+        raise HTTPException(status_code=422, detail="month must look like 2026-11")
     else:
-        match = MONTH.match(month)
-        if match is None:
-            raise HTTPException(status_code=422, detail="month must look like 2026-11")
-        first = date(int(match[1]), int(match[2]), 1)
-    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return first, following
+        first = parsed
+    return first, next_month(first)
 
 
 @router.get("/groups/{chat_id}/leaderboard", response_model=list[Standing])

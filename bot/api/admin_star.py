@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
+from handlers.core.months import month_label, parse_month, previous_month
 from handlers.core.playbooks import playbook_for
-from handlers.features.star.tally import month_label, parse_month, previous_month
 from handlers.features.star.vote import (
     StarConflict,
     close_now,

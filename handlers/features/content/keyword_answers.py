@@ -50,7 +50,8 @@ from handlers.features.points.query import is_query
 from handlers.features.rules.handler import is_robot
 from handlers.features.rules.texts import member_name
 from storage.db import insert_for
-from storage.models import Group, KeywordAnswer, Membership, UnansweredQuestion
+from storage.members import get_membership
+from storage.models import Group, KeywordAnswer, UnansweredQuestion
 
 ORIGIN = "keyword_answer"
 ASKED_KINDS = ("text", "mixed")
@@ -232,11 +233,7 @@ class KeywordAnswers:
         mentioned: bool,
     ) -> list[Action]:
         playbook = playbook_for(ctx.playbooks, group)
-        membership = await ctx.session.scalar(
-            select(Membership).where(
-                Membership.chat_id == group.chat_id, Membership.member_id == event.sender
-            )
-        )
+        membership = await get_membership(ctx.session, group.chat_id, event.sender)
         name = member_name(membership, playbook)
         offered = [
             Offered(entry.title, entry.url, entry.summary)

@@ -24,7 +24,8 @@ from handlers.features.roles import HOST_ROLES, roles_in
 from handlers.features.rules.handler import is_robot
 from handlers.features.rules.texts import member_name
 from scheduler.engine import DueContext, DueKind, Outcome
-from storage.models import Group, KeywordWait, Membership, MessageLog
+from storage.members import get_membership
+from storage.models import Group, KeywordWait, MessageLog
 
 ANSWERED_BY_MEMBER = "answered by a member"
 
@@ -82,11 +83,7 @@ class KeywordWaitKind(DueKind):
         answerer = member_answerer(wait.member_id, wait.asked_at, wait.due_at, later, hosts)
         if answerer is not None:
             return self._done(wait, "quiet", f"{ANSWERED_BY_MEMBER} ({answerer})", ctx)
-        membership = await session.scalar(
-            select(Membership).where(
-                Membership.chat_id == wait.chat_id, Membership.member_id == wait.member_id
-            )
-        )
+        membership = await get_membership(session, wait.chat_id, wait.member_id)
         item_ids = tuple(int(item) for item in wait.item_ids)
         actions: list[Action] = [
             RecordAnswer(wait.chat_id, wait.member_id, item_ids, wait.source_key, ctx.at),

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import lock_keys
-from storage.models import Lead, LeadChange, Membership
+from storage.members import get_membership
+from storage.models import Lead, LeadChange
 
 STAGES = ("lead", "MQL", "SQL", "customer")
 _CANONICAL = {stage.casefold(): stage for stage in STAGES}
@@ -91,13 +92,7 @@ async def mark_lead(
 ) -> Marked:
     """Create or move a member's lead mark; the caller commits. Raises NotAMember when
     the member has no membership (present or past) in `chat_id`."""
-    membership = (
-        await session.execute(
-            select(Membership).where(
-                Membership.chat_id == chat_id, Membership.member_id == member_id
-            )
-        )
-    ).scalar_one_or_none()
+    membership = await get_membership(session, chat_id, member_id)
     if membership is None:
         raise NotAMember(member_id, chat_id)
     await lock_keys(session, LEAD_LOCK_SPACE, [member_id])

@@ -23,7 +23,8 @@ from handlers.features.points.ladder import level_of
 from handlers.features.points.ledger import balance, local_day_bounds, points_group
 from handlers.features.roles import assigned_roles
 from handlers.features.rules.texts import member_name
-from storage.models import Membership, OutboxItem, PointsEntry
+from storage.members import get_membership
+from storage.models import OutboxItem, PointsEntry
 
 LEADING_MENTIONS = re.compile(r"^(@\S+\s*)+")
 
@@ -65,9 +66,7 @@ async def on_message(event: Event, ctx: Context) -> list[Action]:
             PointsEntry.created_at >= month_start,
         )
     )
-    membership = await ctx.session.scalar(
-        select(Membership).where(Membership.chat_id == chat, Membership.member_id == member)
-    )
+    membership = await get_membership(ctx.session, chat, member)
     text = query_reply(
         member_name(membership, playbook),
         total=await balance(ctx.session, chat, member),

@@ -30,33 +30,15 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from bot.config.playbooks.points_section import StarVote
+from handlers.core.months import next_month, previous_month
 
 # An opening missed by more than this (the service was down) is skipped, not run late;
 # an admin can still open that month's vote through the API.
 LATE_GRACE = timedelta(days=1)
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _VOTE = re.compile(r"^(?:投|#)?(\d{1,3})号?[.。!！]?$")
 
 
 # --- the calendar ----------------------------------------------------------------------
-
-
-def month_label(first: date) -> str:
-    return f"{first.year:04d}-{first.month:02d}"
-
-
-def parse_month(text: str) -> date | None:
-    match = MONTH.match(text)
-    return date(int(match[1]), int(match[2]), 1) if match else None
-
-
-def next_month(first: date) -> date:
-    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
-
-
-def previous_month(day: date) -> date:
-    first = day.replace(day=1)
-    return date(first.year - 1, 12, 1) if first.month == 1 else first.replace(month=first.month - 1)
 
 
 def month_bounds(first: date, tz: tzinfo) -> tuple[datetime, datetime]:

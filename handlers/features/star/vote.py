@@ -31,6 +31,7 @@ from handlers.core.actions import Action, Note, QueueGroupText
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
+from handlers.core.months import month_label, parse_month
 from handlers.core.playbooks import playbook_for
 from handlers.features import copilot
 from handlers.features.points.ledger import AddPoints, leaderboard
@@ -43,8 +44,6 @@ from handlers.features.star.tally import (
     Scored,
     Tally,
     month_bounds,
-    month_label,
-    parse_month,
     parse_vote,
     pick_candidates,
     tally,
