@@ -35,6 +35,7 @@ from bot.workers.inbox import BatchOutcome, InboxProcessor
 from handlers.core.actions import Action, AddToWelcomeBatch
 from handlers.core.context import Context
 from handlers.core.executor import Executor
+from handlers.features.daily_report.mass_send import follow_mass_sends
 from handlers.features.health.digest import digest_actions
 from handlers.features.points.ladder import review_all
 from handlers.features.relevance import unwanted_reason
@@ -157,6 +158,12 @@ class Runtime:
                 await self.apply_actions(session, actions, source_id="health_digest")
         return f"{len(actions)} health digest(s)" if actions else ""
 
+    async def follow_daily_report_mass_sends(self) -> str:
+        """Customer groups' 早报: what WeCom answered to the mass send (its msgid)."""
+        async with self.sessions() as session, session.begin():
+            changed = await follow_mass_sends(session)
+        return f"{changed} 早报 mass send(s) followed" if changed else ""
+
     def periodic_jobs(self) -> list[PeriodicJob]:
         async def templates() -> str:
             outcome = await self.sync_templates()
@@ -179,6 +186,11 @@ class Runtime:
                 "health_digest",
                 timedelta(minutes=15),
                 self._counted("health_digest", self.send_health_digests),
+            ),
+            PeriodicJob(
+                "daily_report_mass_sends",
+                timedelta(minutes=1),
+                self._counted("daily_report_mass_sends", self.follow_daily_report_mass_sends),
             ),
         ]
 

@@ -60,6 +60,7 @@ async def run_tick_command(
         "at": local_iso(at, settings.tz),
         "welcomes": report.welcomes,
         "steps": report.steps,
+        "reports": report.by_kind.get("daily_report", {}),
         "queued": report.queued,
         "sent": sum(1 for status in statuses.values() if status == "sent"),
         "waiting": waiting,

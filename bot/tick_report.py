@@ -35,6 +35,8 @@ def tick_lines(report: Mapping[str, Any]) -> list[str]:
         f"欢迎批次：{describe_counts(report['welcomes'], '批')}",
         f"触达步骤：{describe_counts(report['steps'], '步')}",
     ]
+    if report.get("reports"):  # the 早报, on the ticks that have one
+        lines.append(f"早报：{describe_counts(report['reports'], '份')}")
     if report["queued"]:
         lines.append(
             f"消息：排队 {report['queued']} 条，已发出 {report['sent']} 条，"

@@ -9,6 +9,8 @@ from handlers.core.executor import Executor
 from handlers.core.registry import Registry
 from handlers.features import copilot, membership, message_log, touch, welcome
 from handlers.features.content import keyword_answers, keyword_wait_kind
+from handlers.features.daily_report import kind as daily_report
+from handlers.features.daily_report import knowledge as daily_report_knowledge
 from handlers.features.points import checkin as points_checkin
 from handlers.features.points import good_content
 from handlers.features.points import invite as points_invite
@@ -39,6 +41,7 @@ def build_features() -> Features:
     star_vote.register(executor)
     points_penalties.register(executor)
     keyword_answers.register(executor)
+    daily_report_knowledge.register(executor)
     # One lookup index per service (runtime): built from its own database.
     answers = keyword_answers.KeywordAnswers()
     registry = Registry(executor)
@@ -73,6 +76,7 @@ def build_features() -> Features:
         star_vote.StarOpenKind(executor),
         star_vote.StarCloseKind(executor),
         keyword_wait_kind.KeywordWaitKind(executor),
+        daily_report.DailyReportKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

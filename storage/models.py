@@ -696,3 +696,55 @@ class UnansweredQuestion(Base):
     normalized_key: Mapped[str] = mapped_column(String(200))
     source_key: Mapped[str] = mapped_column(String(200))
     asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DailyReport(Base):
+    """One group's 早报 for one local day (handlers/features/daily_report/): booked
+    `planned` for the playbook's `at`, claimed like any due item, then `sent`,
+    `skipped` (with the reason: late start, nothing to say, playbook changed) or
+    `failed`. The unique (group, day) and the outbox key `daily_report:{chat}:{day}`
+    make it once per group and day across replicas, restarts and admins."""
+
+    __tablename__ = "daily_reports"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "report_date", name="uq_daily_report_day"),
+        Index("ix_daily_report_due", "status", "due_at"),
+        Index("ix_daily_report_mass_send", "mass_send_state"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    report_date: Mapped[date] = mapped_column(Date)  # the local day (BOT_TIMEZONE)
+    # planned | claimed | sending (an admin's send now) | sent | skipped | failed
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    due_at: Mapped[datetime]
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")  # schedule | admin
+    text: Mapped[str | None] = mapped_column(Text)  # as sent (or handed to the owner)
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)  # why skipped or failed; what was trimmed
+    outbox_key: Mapped[str | None] = mapped_column(String(200))
+    delivery: Mapped[str | None] = mapped_column(String(16))  # group | mass_send | owner_task
+    knowledge_item_id: Mapped[int | None] = mapped_column(IdType)
+    # Customer groups: queued → awaiting_confirmation (WeCom took the mass send; the
+    # owner confirms in the client) | failed. WeCom's msgid of the mass send, when told.
+    mass_send_state: Mapped[str | None] = mapped_column(String(24))
+    mass_send_msgid: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class KnowledgePointUse(Base):
+    """The knowledge point a group's 早报 carried on a day: the queue offers an item
+    again in that group only after every eligible item was used."""
+
+    __tablename__ = "knowledge_point_uses"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "report_date", name="uq_knowledge_use_day"),
+        Index("ix_knowledge_use_item", "chat_id", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    item_id: Mapped[int] = mapped_column(IdType)
+    report_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

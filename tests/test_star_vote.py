@@ -222,6 +222,7 @@ extends: default
 applies_to: {chat_ids: [wrStar, wrStarOwner]}
 rules: {enabled: false}
 touch_sequence: {enabled: false}
+daily_report: null
 points:
   star: {candidates: 3, open_day: 1, open_at: "10:00", vote_hours: 48, winner_points: 20}
 """

@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.playbooks.daily_report_section import DailyReportSection
 from bot.config.playbooks.fields import (
     DailySpan,
     LocalTime,
@@ -54,9 +55,9 @@ from bot.config.playbooks.render import (
     TOUCH_VARS,
     WELCOME_SAMPLE,
     WELCOME_VARS,
-    TemplateProblem,
     lint_condition,
     lint_template,
+    template_error,
 )
 from bot.config.playbooks.rules_section import RulesSection
 
@@ -81,20 +82,8 @@ def _template(
     lint = lint_condition if expression else lint_template
     problems = lint(text, allowed, sample)
     if problems:
-        raise _template_error(problems)
+        raise template_error(problems)
     return text
-
-
-def _template_error(problems: list[TemplateProblem]) -> PydanticCustomError:
-    return PydanticCustomError(
-        "template",
-        "{problems}",
-        {
-            "problems": "; ".join(p.message for p in problems),
-            # The loader turns this into a YAML line inside a `|` block.
-            "template_lineno": problems[0].lineno,
-        },
-    )
 
 
 class AppliesTo(StrictModel):
@@ -339,6 +328,9 @@ class Playbook(StrictModel):
         default=None, description="群里有人问资料类问题时，从内容库里找答案（不写就不回答）"
     )
     points: PointsSection | None = None
+    daily_report: DailyReportSection | None = Field(
+        default=None, description="每天定时发到群里的早报（不写就不发）"
+    )
     health: HealthSection = Field(
         default_factory=HealthSection, description="社群健康度的目标线（周报和 /health 用）"
     )
@@ -364,4 +356,22 @@ class Playbook(StrictModel):
                         "loc_suffix": ("touch_sequence", "steps", index, "at"),
                     },
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _report_outside_quiet_hours(self) -> Playbook:
+        # The 早报 rings every phone in the group: never inside quiet hours.
+        report = self.daily_report
+        if self.quiet_hours is None or report is None or not report.enabled:
+            return self
+        if self.quiet_hours.contains(report.at):
+            raise PydanticCustomError(
+                "report_in_quiet_hours",
+                "daily_report at {at} falls inside quiet_hours {quiet}; pick a time outside it",
+                {
+                    "at": hhmm(report.at),
+                    "quiet": str(self.quiet_hours),
+                    "loc_suffix": ("daily_report", "at"),
+                },
+            )
         return self

@@ -9,8 +9,8 @@ dry render against sample values, which catches misspelt attributes such as
 ``group.nmae`` that a static check cannot see.
 
 Handlers build the variables with :func:`welcome_variables`,
-:func:`private_welcome_variables` and :func:`touch_variables` so that every
-feature fills them the same way.
+:func:`private_welcome_variables`, :func:`touch_variables` and
+:func:`daily_report_variables` so that every feature fills them the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.exceptions import TemplateError
 from jinja2.meta import find_undeclared_variables
 from jinja2.parser import Parser
+from pydantic_core import PydanticCustomError
 
 from bot.config.playbooks.limits import (
     MAX_OUTPUT_CHARS,
@@ -33,6 +34,9 @@ from bot.config.playbooks.limits import (
 )
 
 __all__ = [
+    "DAILY_REPORT_EMPTY_SAMPLE",
+    "DAILY_REPORT_SAMPLE",
+    "DAILY_REPORT_VARS",
     "MAX_OUTPUT_CHARS",
     "PRIVATE_WELCOME_SAMPLE",
     "PRIVATE_WELCOME_VARS",
@@ -47,12 +51,15 @@ __all__ = [
     "WelcomeMemberVars",
     "check_condition",
     "check_template",
+    "daily_report_variables",
+    "date_cn",
     "eval_condition",
     "format_names",
     "lint_condition",
     "lint_template",
     "private_welcome_variables",
     "render_text",
+    "template_error",
     "touch_variables",
     "weekday_cn",
     "welcome_variables",
@@ -101,12 +108,35 @@ WELCOME_VARS: frozenset[str] = frozenset(
 )
 PRIVATE_WELCOME_VARS: frozenset[str] = frozenset({"member", "group", "today", "weekday"})
 TOUCH_VARS: frozenset[str] = frozenset({"member", "group", "day", "today", "weekday"})
+DAILY_REPORT_VARS: frozenset[str] = frozenset(
+    {
+        "date",
+        "greeting",
+        "knowledge",
+        "demands",
+        "demand_count",
+        "highlights",
+        "new_resources",
+        "leaderboard",
+        "leaderboard_month",
+        "sponsored",
+        "group_name",
+        "group",
+        "today",
+        "weekday",
+    }
+)
 
 _WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
 
 def weekday_cn(day: date) -> str:
     return _WEEKDAYS[day.weekday()]
+
+
+def date_cn(day: date) -> str:
+    """「12月7日 周一」: how a Chinese reader names a day in a 早报."""
+    return f"{day.month}月{day.day}日 {weekday_cn(day)}"
 
 
 def format_names(names: Sequence[str], max_names: int) -> str:
@@ -148,6 +178,61 @@ def touch_variables(
     return {"member": dict(member), "group": dict(group), "day": day, **_day_vars(today)}
 
 
+class KnowledgeVars(TypedDict):
+    title: str
+    summary: str
+    url: str | None
+
+
+class HighlightVars(TypedDict):
+    text: str  # what the thread was about, as members read it
+    replies: int  # member-to-member replies in it
+
+
+class ResourceVars(TypedDict):
+    title: str
+    url: str | None
+
+
+class LeaderVars(TypedDict):
+    rank: int
+    name: str
+    points: int
+
+
+def daily_report_variables(
+    *,
+    day: date,
+    greeting: str,
+    group: GroupVars,
+    knowledge: KnowledgeVars | None,
+    demands: str,
+    demand_count: int,
+    highlights: Sequence[HighlightVars],
+    new_resources: Sequence[ResourceVars],
+    leaderboard: Sequence[LeaderVars],
+    leaderboard_month: str,
+    sponsored: str | None,
+) -> dict[str, Any]:
+    """Variables for ``daily_report.text``: one group's 早报 for one local day. Empty
+    blocks are empty (None, "", []), so ``{% if %}`` leaves them out."""
+    return {
+        "date": date_cn(day),
+        "greeting": greeting,
+        "knowledge": dict(knowledge) if knowledge is not None else None,
+        "demands": demands,
+        "demand_count": demand_count,
+        "highlights": [dict(h) for h in highlights],
+        "new_resources": [dict(r) for r in new_resources],
+        "leaderboard": [dict(m) for m in leaderboard],
+        "leaderboard_month": leaderboard_month,
+        "sponsored": sponsored,
+        "group_name": group["name"],
+        "group": dict(group),
+        **_day_vars(day),
+    }
+
+
 # Dry-render samples. They use the same builders as production so the check
 # sees exactly the shapes real templates will get.
 _SAMPLE_GROUP: GroupVars = {"chat_id": "wrSAMPLE", "name": "示例群", "tags": ["示例"]}
@@ -173,6 +258,44 @@ TOUCH_SAMPLE: Mapping[str, Any] = touch_variables(
     _SAMPLE_GROUP,
     day=1,
     today=date(2025, 1, 7),
+)
+
+
+# Every block filled, so a misspelt attribute anywhere in the template is caught.
+DAILY_REPORT_SAMPLE: Mapping[str, Any] = daily_report_variables(
+    day=date(2025, 1, 6),
+    greeting="早上好！新的一周开始了。",
+    group=_SAMPLE_GROUP,
+    knowledge={
+        "title": "私域运营入门",
+        "summary": "三步搭好社群。",
+        "url": "https://example.com/a",
+    },
+    demands="1. 【招聘】运营专员（上海）",
+    demand_count=1,
+    highlights=[{"text": "大家聊了社群冷启动", "replies": 12}],
+    new_resources=[{"title": "活动复盘模板", "url": "https://example.com/b"}],
+    leaderboard=[
+        {"rank": 1, "name": "张三", "points": 30},
+        {"rank": 2, "name": "李四", "points": 20},
+    ],
+    leaderboard_month="1月",
+    sponsored="本周直播：社群裂变实战，点击报名。",
+)
+# Every block empty: a template must leave out what is missing (`{% if knowledge %}`),
+# not fail on the day the library has no knowledge point.
+DAILY_REPORT_EMPTY_SAMPLE: Mapping[str, Any] = daily_report_variables(
+    day=date(2025, 1, 7),
+    greeting="早上好！",
+    group=_SAMPLE_GROUP,
+    knowledge=None,
+    demands="",
+    demand_count=0,
+    highlights=[],
+    new_resources=[],
+    leaderboard=[],
+    leaderboard_month="1月",
+    sponsored=None,
 )
 
 
@@ -286,6 +409,19 @@ def lint_template(
     except Exception as exc:  # any failure here would also fail in production
         return [_dry_run_failure(exc)]
     return []
+
+
+def template_error(problems: list[TemplateProblem]) -> PydanticCustomError:
+    """A playbook validator's error for a template's problems."""
+    return PydanticCustomError(
+        "template",
+        "{problems}",
+        {
+            "problems": "; ".join(p.message for p in problems),
+            # The loader turns this into a YAML line inside a `|` block.
+            "template_lineno": problems[0].lineno,
+        },
+    )
 
 
 def lint_condition(

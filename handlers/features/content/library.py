@@ -328,15 +328,19 @@ def entry_of(item: ContentItem) -> ContentEntry:
     )
 
 
-async def load_enabled(session: AsyncSession, *, today: date) -> list[ContentEntry]:
-    """The items lookup may offer on local day `today`: enabled and within their dates,
-    own ones first, then by id (so ties rank the same on every replica)."""
+async def load_enabled(
+    session: AsyncSession, *, today: date, tag: str | None = None
+) -> list[ContentEntry]:
+    """The items lookup may offer on local day `today`: enabled and within their dates
+    (and carrying `tag`, exactly as written, when given), own ones first, then by id (so
+    ties rank the same on every replica)."""
     rows = await session.scalars(
         select(ContentItem)
         .where(
             ContentItem.enabled.is_(True),
             or_(ContentItem.valid_from.is_(None), ContentItem.valid_from <= today),
             or_(ContentItem.valid_until.is_(None), ContentItem.valid_until >= today),
+            *_where(session, ContentFilter(tag=tag)),
         )
         .order_by((ContentItem.source == "external").asc(), ContentItem.id)
     )

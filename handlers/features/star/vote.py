@@ -34,8 +34,8 @@ from handlers.core.executor import Executor
 from handlers.core.months import month_label, parse_month
 from handlers.core.playbooks import playbook_for
 from handlers.features import copilot
-from handlers.features.points.ledger import AddPoints, leaderboard
-from handlers.features.roles import roles_in
+from handlers.features.points.ledger import AddPoints
+from handlers.features.points.standings import contributors
 from handlers.features.star import texts as star_texts
 from handlers.features.star.tally import (
     LATE_GRACE,
@@ -51,12 +51,11 @@ from handlers.features.star.tally import (
 )
 from scheduler.engine import DueContext, DueKind, Outcome
 from storage.db import insert_for
-from storage.models import Group, Membership, StarBallot
+from storage.models import Group, StarBallot
 from storage.models import StarVote as VoteRow
 
 STAR = "star"  # the ledger reason of a winner's points
 ORIGIN_OPEN, ORIGIN_RESULT = "star_open", "star_result"
-NOT_CANDIDATES = frozenset({"owner", "admin", "staff"})
 CLOSE_GRACE = timedelta(minutes=10)
 SCAN_SECONDS = 600  # how often the opening kind looks for groups whose vote is due
 # An admin may open a vote that never opened (a failed opening was rolled back) and
@@ -80,24 +79,13 @@ async def read_candidates(
 ) -> list[Candidate]:
     start, end = month_bounds(voted, tz)
     # Room for the owner, admins and staff who may rank above the members.
-    standings = await leaderboard(
+    found = await contributors(
         session, group.chat_id, start=start, end=end, limit=star.candidates * 2 + 100
     )
-    ids = [s.member_id for s in standings]
-    roles = await roles_in(session, group.chat_id, ids)
-    rows = (
-        await session.execute(
-            select(Membership.member_id, Membership.name, Membership.left_at).where(
-                Membership.chat_id == group.chat_id, Membership.member_id.in_(ids)
-            )
-        )
-    ).all()
-    excluded = {m for m, found in roles.items() if found & NOT_CANDIDATES}
-    excluded |= {str(m) for m, _, left_at in rows if left_at is not None}
     return pick_candidates(
-        [Scored(s.member_id, s.points) for s in standings],
-        excluded=excluded,
-        names={str(m): name for m, name, _ in rows},
+        [Scored(s.member_id, s.points) for s in found.standings],
+        excluded=set(found.excluded),
+        names=found.names,
         seats=star.candidates,
         neutral_name=playbook.neutral_name,
     )
