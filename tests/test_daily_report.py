@@ -7,21 +7,27 @@ preview marks nothing and send-now is once."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import textwrap
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from bot.config.playbooks import PlaybookLoadError, load_playbooks
 from bot.config.playbooks.daily_report_section import DEFAULT_TEXT, DailyReportSection
 from bot.config.playbooks.render import render_text
-from bot.sandbox.emulator.server import RunningEmulator
+from bot.sandbox.emulator import EmulatorState
+from bot.sandbox.emulator.server import RunningEmulator, start_emulator_in_thread
 from bot.startup import run_tick_command
 from bot.tick_report import tick_lines
 from handlers.channels import CAPABILITIES, split_text
@@ -39,17 +45,23 @@ from handlers.features.daily_report.kind import skip_reason
 from handlers.features.daily_report.mass_send import mass_send_outcome
 from handlers.features.daily_report.send import delivery_for
 from handlers.features.points.ledger import Standing
-from storage.models import Group, KnowledgePointUse, OutboxItem, OwnerTask
+from storage import db
+from storage.models import DailyReport, Group, KnowledgePointUse, OutboxItem, OwnerTask
+from tests.conftest import TEST_CORP_ID, TEST_CORP_SECRET
 from tests.helpers import (
     AUTH,
     Clock,
     LiveApp,
     adjust_points,
+    archive_text,
     live_app,
     live_webhook_group,
+    post_archive,
     sent_texts,
     settle,
 )
+from tests.procs import Server, free_port, run_cli, wait_until
+from tests.test_end_to_end import configured_env
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SHIPPED = Path(__file__).resolve().parent.parent / "sop_templates"
@@ -271,7 +283,8 @@ def long_blocks(demands: int, highlights: int) -> Blocks:
             listed,
         ),
         highlights=tuple(
-            {"text": f"话题{n}：" + "讨论" * 60, "replies": 10 + n} for n in range(highlights)
+            {"text": f"话题{n}：" + "讨论" * 60, "replies": 10 + n, "starter": "小安"}
+            for n in range(highlights)
         ),
         leaderboard=({"rank": 1, "name": "小安", "points": 30},),
         leaderboard_month="12月",
@@ -454,6 +467,41 @@ async def test_the_report_reaches_the_group_at_its_time_and_not_before(
     assert len(reports(emulator)) == 1
 
 
+OPENING = "新群冷启动，前 50 个人从哪里找比较好"
+
+
+async def test_yesterdays_best_thread_and_new_resources_are_in_it(
+    live: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = live
+    evening = local(2026, 12, 6, 20, 30)
+
+    def minutes(n: int) -> datetime:
+        return evening + timedelta(minutes=n)
+
+    clock.now = minutes(5)
+    await post_archive(
+        app,
+        [
+            archive_text("h1", "wmA", GROUP, evening, OPENING),
+            archive_text("h2", "wmB", GROUP, minutes(1), "先从老客户里挑活跃的"),
+            archive_text("h3", "wmA", GROUP, minutes(2), "老客户要给什么理由进群"),
+            archive_text("h4", "wmC", GROUP, minutes(3), "送一份独家资料就够了"),
+        ],
+    )
+    await add_knowledge(app, "今天的知识点")  # added yesterday: not also a new resource
+    await add_knowledge(app, "活动复盘模板", tags=["模板"])
+    clock.now = local(2026, 12, 7, 8, 30)
+    await settle(app)
+    [report] = reports(emulator)
+    preview = await app.http.get(f"/admin/groups/{GROUP}/daily-report", headers=AUTH)
+    [thread] = preview.json()["blocks"]["highlights"]
+    assert thread["starter"] == "小安" and thread["replies"] >= 2
+    assert f"【昨日精彩】\n· 小安：{OPENING}（{thread['replies']} 条回复）" in report
+    assert "· 新资源：活动复盘模板 https://example.com/6" in report
+    assert "新资源：今天的知识点" not in report and "【每日一知识】今天的知识点" in report
+
+
 async def test_tick_twice_for_the_same_morning_and_a_restart_send_one(
     live: tuple[LiveApp, Clock], emulator: RunningEmulator
 ) -> None:
@@ -526,7 +574,9 @@ async def test_knowledge_points_do_not_repeat_until_every_one_was_used(
     assert used == [first, second, external, first]
     texts = reports(emulator)
     assert "【每日一知识】自有一" in texts[0] and "【每日一知识】外部好文" in texts[2]
-    assert not any("不是知识点" in t or "别的群的" in t for t in texts)
+    # The untagged item is a new resource the first day, never a knowledge point; the
+    # other group's item appears nowhere.
+    assert not any("【每日一知识】不是知识点" in t or "别的群的" in t for t in texts)
 
 
 async def test_a_customer_group_gets_the_mass_send_and_the_owner_a_reminder(
@@ -639,3 +689,79 @@ async def test_bad_requests_change_nothing(live: tuple[LiveApp, Clock]) -> None:
         got = await app.http.request(method, path, headers=AUTH)
         assert got.status_code == 409 and "no daily_report" in got.json()["detail"], method
     assert await history(app) == []
+
+
+# --- several replicas ----------------------------------------------------------------------
+
+
+def test_three_replicas_and_two_ticks_send_one_report_per_group(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    """Three `serve` replicas on one PostgreSQL database, on the real clock. The
+    operator switches the 早报 on for this very minute while they run: each replica
+    reloads the playbook and books and claims the morning's rows, and two
+    `wecom-bot tick --at` processes join in at the same time. Each group receives
+    exactly one 早报."""
+    now_local = datetime.now(SHANGHAI)
+    if not time(0, 3) <= now_local.time() <= time(23, 56):
+        pytest.skip("too close to local midnight: the day would change under the test")
+    templates = tmp_path / "sop_templates"
+    shutil.copytree(SHIPPED, templates)
+    default_file = templates / "default.yaml"
+    default = yaml.safe_load(default_file.read_text(encoding="utf-8"))
+    default["quiet_hours"] = None  # this minute may be any time of day
+    default["touch_sequence"] = None
+    default["daily_report"].update(enabled=False, skip_when_empty=False)
+    default_file.write_text(yaml.safe_dump(default, allow_unicode=True), encoding="utf-8")
+
+    fake = start_emulator_in_thread(
+        EmulatorState(corp_id=TEST_CORP_ID, corp_secret=TEST_CORP_SECRET)
+    )
+    groups = {f"wrDailyRep{n}": f"副本早报群{n}" for n in range(5)}
+    env = configured_env(tmp_path, api_base=fake.base_url, database_url=fresh_postgres_url)
+    replicas = [Server(env, tmp_path, free_port()) for _ in range(3)]
+
+    def received(name: str) -> int:
+        return sum(1 for text in sent_texts(fake) if text.startswith(f"【{name} 早报】"))
+
+    async def rows() -> list[tuple[str, str, int]]:
+        engine = db.make_engine(fresh_postgres_url)
+        try:
+            async with db.make_sessionmaker(engine)() as session:
+                found = await session.execute(
+                    select(DailyReport.chat_id, DailyReport.status, DailyReport.parts)
+                )
+                return [(str(c), str(s), int(p)) for c, s, p in found.all()]
+        finally:
+            await engine.dispose()
+
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            list(pool.map(lambda replica: replica.start(timeout=60), replicas))
+        for n, (chat_id, name) in enumerate(groups.items()):
+            httpx.put(
+                f"{replicas[n % 3].url}/admin/groups/{chat_id}",
+                headers=AUTH,
+                json={"name": name, "channel": {"type": "webhook", "key": f"k-{chat_id}"}},
+                timeout=10,
+            ).raise_for_status()
+        # The operator switches the 早报 on, due this minute; every replica reloads.
+        minute = datetime.now(SHANGHAI).replace(second=0, microsecond=0)
+        default["daily_report"].update(enabled=True, at=minute.strftime("%H:%M"))
+        default_file.write_text(yaml.safe_dump(default, allow_unicode=True), encoding="utf-8")
+        at = datetime.now(SHANGHAI).isoformat()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            ticks = list(pool.map(lambda _: run_cli(["tick", "--at", at], env, tmp_path), range(2)))
+        assert [t.returncode for t in ticks] == [0, 0], [t.stderr for t in ticks]
+
+        def all_received() -> bool:
+            return all(received(name) >= 1 for name in groups.values())
+
+        wait_until(all_received, timeout=60, interval=0.5)
+    finally:
+        for replica in replicas:  # nothing more can go out once they stop
+            replica.stop()
+        fake.stop()
+    assert {name: received(name) for name in groups.values()} == dict.fromkeys(groups.values(), 1)
+    found = asyncio.run(rows())
+    assert sorted(found) == [(chat_id, "sent", 1) for chat_id in sorted(groups)]

@@ -48,8 +48,9 @@ class KnowledgeOut(BaseModel):
 
 
 class HighlightOut(BaseModel):
-    text: str
-    replies: int
+    text: str  # the thread's opening
+    replies: int  # member-to-member replies
+    starter: str  # who opened it (nickname)
 
 
 class ResourceOut(BaseModel):

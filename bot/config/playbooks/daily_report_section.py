@@ -52,7 +52,7 @@ DEFAULT_TEXT = """\
 
 【昨日精彩】
 {% for h in highlights %}
-· {{ h.text }}（{{ h.replies }} 条回复）
+· {{ h.starter }}：{{ h.text }}（{{ h.replies }} 条回复）
 {% endfor %}
 {% for r in new_resources %}
 · 新资源：{{ r.title }}{{ " " ~ r.url if r.url else "" }}

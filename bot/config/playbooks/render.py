@@ -185,8 +185,9 @@ class KnowledgeVars(TypedDict):
 
 
 class HighlightVars(TypedDict):
-    text: str  # what the thread was about, as members read it
+    text: str  # the thread's opening, as members read it (about 60 characters)
     replies: int  # member-to-member replies in it
+    starter: str  # who opened it: the nickname (never an internal id)
 
 
 class ResourceVars(TypedDict):
@@ -273,7 +274,7 @@ DAILY_REPORT_SAMPLE: Mapping[str, Any] = daily_report_variables(
     },
     demands="1. 【招聘】运营专员（上海）",
     demand_count=1,
-    highlights=[{"text": "大家聊了社群冷启动", "replies": 12}],
+    highlights=[{"text": "社群冷启动有什么好办法？", "replies": 12, "starter": "王五"}],
     new_resources=[{"title": "活动复盘模板", "url": "https://example.com/b"}],
     leaderboard=[
         {"rank": 1, "name": "张三", "points": 30},

@@ -47,8 +47,10 @@ async def read_blocks(
         group.chat_id,
         start,
         end,
+        playbook=playbook,
         threads=section.threads_top,
         resources=section.resources_top,
+        leave_out_item=knowledge.id if knowledge is not None else None,
     )
     leaderboard: list[LeaderVars] = []
     month_start, month_end, month = leaderboard_window(day, tz)
