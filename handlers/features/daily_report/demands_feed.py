@@ -29,5 +29,7 @@ async def read_demands(
 
 
 def publish_actions(chat_id: str, report_date: date, block: DemandsBlock) -> list[Action]:
-    """What marks the posts as published by this 早报, in its transaction."""
+    """What marks the posts as published by this 早报, in its transaction: every post
+    the day's block counted (`block.ids`), listed or summed up in 「另有 N 条」 when the
+    text was trimmed to fit."""
     return []
