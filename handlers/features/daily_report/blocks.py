@@ -110,26 +110,37 @@ def due_at(day: date, at: time, tz: tzinfo) -> datetime:
     return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
 
 
-# The demands feed renders its own block (branch `demands`): `render(entries, overflow)`
-# lists the entries and says 「另有 N 条」 for the `overflow` not listed.
+# The demands feed renders its own block (handlers/features/demands/feed.py
+# `render_demands`): `render(entries, overflow)` lists the entries under its heading and
+# says how many more wait for a later 早报 (`overflow`); empty when there are none.
 DemandsRenderer = Callable[[Sequence[Any], int], str]
 
 
 @dataclass(frozen=True)
 class DemandsBlock:
-    """The day's demand posts as the feed gave them, and how to render a part of them."""
+    """The day's demand posts as the feed gave them, and how to render a part of them.
+    Posts the 早报 does not list (the feed's own overflow, or those trimmed to fit the
+    channel) are not published, so they wait for a later 早报."""
 
     entries: tuple[Any, ...] = ()
-    ids: tuple[int, ...] = ()  # the posts the 早报 publishes (PublishDemands)
+    ids: tuple[int, ...] = ()  # the entries' post ids, in order
+    overflow: int = 0  # posts the feed already held back for a later day
     render: DemandsRenderer | None = None
 
     @property
     def count(self) -> int:
         return len(self.entries)
 
+    def listed(self, shown: int | None = None) -> int:
+        return self.count if shown is None else max(0, min(shown, self.count))
+
     def text(self, shown: int | None = None) -> str:
         """The block with the first `shown` entries listed (all when None)."""
         if not self.entries or self.render is None:
             return ""
-        listed = self.entries if shown is None else self.entries[: max(0, shown)]
-        return self.render(listed, len(self.entries) - len(listed))
+        listed = self.listed(shown)
+        return self.render(self.entries[:listed], self.overflow + self.count - listed)
+
+    def published_ids(self, shown: int | None = None) -> tuple[int, ...]:
+        """The posts the 早报 publishes: those it lists."""
+        return self.ids[: self.listed(shown)]

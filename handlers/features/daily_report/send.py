@@ -115,7 +115,9 @@ def report_actions(
     if blocks is not None and blocks.knowledge_item_id is not None:
         actions.append(RecordKnowledgeUse(group.chat_id, blocks.knowledge_item_id, day, now))
     if blocks is not None:
-        actions += demands_feed.publish_actions(group.chat_id, day, blocks.demands)
+        actions += demands_feed.publish_actions(
+            group.chat_id, day, blocks.demands, blocks.shown_demands
+        )
     return actions
 
 
