@@ -662,6 +662,7 @@ class KeywordWait(Base):
     __table_args__ = (
         UniqueConstraint("source_key", name="uq_keyword_wait_source"),
         Index("ix_keyword_wait_due", "status", "due_at"),
+        Index("ix_keyword_wait_chat_pending", "chat_id", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -676,6 +677,14 @@ class KeywordWait(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     note: Mapped[str] = mapped_column(String(200), default="")
     done_at: Mapped[datetime | None]
+    # "answer": a held library answer; "expert": a question the library had nothing for,
+    # whose expert (by tag) is cued if it stays unanswered.
+    kind: Mapped[str] = mapped_column(String(16), default="answer", server_default="answer")
+    question_key: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # Members who asked the same during the wait, [member_id, source_key] pairs: one reply
+    # names them all, and their asking is no answer.
+    askers: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    experts: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class UnansweredQuestion(Base):
