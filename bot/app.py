@@ -28,6 +28,7 @@ from bot.api import (
     admin_star,
     admin_touch,
     admin_violations,
+    admin_weekly_digest,
     archive,
     callback,
     health,
@@ -148,6 +149,7 @@ def create_app(
         admin_points_extras,
         admin_content,
         admin_questions,
+        admin_weekly_digest,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

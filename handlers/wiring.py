@@ -18,6 +18,7 @@ from handlers.features.points import query as points_query
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from handlers.features.star import vote as star_vote
+from handlers.features.weekly_digest.schedule import WeeklyDigestKind
 from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
@@ -73,6 +74,7 @@ def build_features() -> Features:
         star_vote.StarOpenKind(executor),
         star_vote.StarCloseKind(executor),
         keyword_wait_kind.KeywordWaitKind(executor),
+        WeeklyDigestKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

@@ -705,3 +705,30 @@ class UnansweredQuestion(Base):
     normalized_key: Mapped[str] = mapped_column(String(200))
     source_key: Mapped[str] = mapped_column(String(200))
     asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeeklyDigest(Base):
+    """One group's 群刊 for one ISO week (handlers/features/weekly_digest): booked as due
+    work on the playbook's weekday of the week after, sent once (the unique group and
+    week, the claim, and the outbox key `weekly_digest:{chat_id}:{week}`), or skipped
+    with the reason kept in `note`. `threads` and `resources` keep what it listed."""
+
+    __tablename__ = "weekly_digests"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "week", name="uq_weekly_digest_week"),
+        Index("ix_weekly_digest_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    week: Mapped[str] = mapped_column(String(8))  # the week it looks back on: 2026-W49
+    # scheduled | sending (claimed) | sent | skipped | failed
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    text: Mapped[str | None] = mapped_column(Text)  # as sent (or handed to the owner)
+    threads: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    resources: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    delivery: Mapped[str | None] = mapped_column(String(16))  # group | owner_task
+    note: Mapped[str | None] = mapped_column(Text)  # why skipped or failed; what was queued
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

@@ -59,6 +59,7 @@ from bot.config.playbooks.render import (
     lint_template,
 )
 from bot.config.playbooks.rules_section import RulesSection
+from bot.config.playbooks.weekly_digest_section import WeeklyDigestSection
 
 __all__ = [
     "AppliesTo",
@@ -344,6 +345,9 @@ class Playbook(StrictModel):
     )
     copilot: CopilotSection = Field(
         default_factory=CopilotSection, description="运营助手：机器人做不了的事变成待办发给人"
+    )
+    weekly_digest: WeeklyDigestSection | None = Field(
+        default=None, description="每周群刊：上一周最值得回看的讨论和新资料（不写就不发）"
     )
 
     @model_validator(mode="after")
