@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_content,
+    admin_demands,
     admin_groups,
     admin_growth,
     admin_health,
@@ -150,6 +151,7 @@ def create_app(
         admin_content,
         admin_questions,
         admin_weekly_digest,
+        admin_demands,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -732,3 +732,61 @@ class WeeklyDigest(Base):
     note: Mapped[str | None] = mapped_column(Text)  # why skipped or failed; what was queued
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class DemandPost(Base):
+    """A demand post (招聘 / 求职 / 供应商 / 活动; handlers/features/demands): collected in
+    a group by a rule with `action: collect`, or submitted by an operator, and published
+    once a day in the 早报 of the groups in its `scope` (chat ids or group tags; empty:
+    every group). The same text again within the playbook's `dedup_days` is merged into
+    the first post (`merged`, `last_seen_at`, the merged sources' keys in `merged_keys`)
+    instead of becoming a second one. `source_key` (the message for a detected post) makes
+    a replayed event add nothing. `status` pending → approved | rejected, with who
+    (`decided_by`, "auto" when no approval is needed), when and why."""
+
+    __tablename__ = "demand_posts"
+    __table_args__ = (
+        UniqueConstraint("source_key", name="uq_demand_source"),
+        Index("ix_demand_status", "status", "submitted_at"),
+        Index("ix_demand_dedup", "dedup_key", "submitted_at"),
+        Index("ix_demand_member", "member_id", "kind", "submitted_at"),
+        Index("ix_demand_submitted", "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    member_id: Mapped[str | None] = mapped_column(String(128))  # None: an operator's post
+    name: Mapped[str] = mapped_column(String(64), default="")  # the name shown in the 早报
+    contact: Mapped[str | None] = mapped_column(String(200))
+    chat_id: Mapped[str | None] = mapped_column(String(128))  # the group it was posted in
+    scope: Mapped[list[Any]] = mapped_column(JSON, default=list)  # chat ids / group tags
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(String(64))  # digest of the normalized text
+    merged: Mapped[int] = mapped_column(Integer, default=0)  # duplicates merged into it
+    merged_keys: Mapped[list[Any]] = mapped_column(JSON, default=list)  # their source keys
+    last_seen_at: Mapped[datetime]
+    submitted_at: Mapped[datetime]
+    source_key: Mapped[str] = mapped_column(String(200))
+
+
+class DemandPublication(Base):
+    """A demand post published in one group's 早报: at most once per group (unique), so
+    a resent or replayed 早报 publishes nothing twice."""
+
+    __tablename__ = "demand_publications"
+    __table_args__ = (
+        UniqueConstraint("demand_id", "chat_id", name="uq_demand_publication"),
+        Index("ix_demand_publication_chat", "chat_id", "report_date"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    demand_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("demand_posts.id", ondelete="CASCADE")
+    )
+    chat_id: Mapped[str] = mapped_column(String(128))
+    report_date: Mapped[date] = mapped_column(Date)  # the 早报's local date
+    published_at: Mapped[datetime]
