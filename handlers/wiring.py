@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import copilot, membership, message_log, touch, welcome
+from handlers.features import copilot, demands, membership, message_log, touch, welcome
 from handlers.features.content import keyword_answers, keyword_wait_kind
 from handlers.features.daily_report import kind as daily_report
 from handlers.features.daily_report import knowledge as daily_report_knowledge
@@ -20,6 +20,7 @@ from handlers.features.points import query as points_query
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from handlers.features.star import vote as star_vote
+from handlers.features.weekly_digest.schedule import WeeklyDigestKind
 from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
@@ -42,6 +43,7 @@ def build_features() -> Features:
     points_penalties.register(executor)
     keyword_answers.register(executor)
     daily_report_knowledge.register(executor)
+    demands.register(executor)  # the rules collect posts; the 早报 publishes them
     # One lookup index per service (runtime): built from its own database.
     answers = keyword_answers.KeywordAnswers()
     registry = Registry(executor)
@@ -77,6 +79,7 @@ def build_features() -> Features:
         star_vote.StarCloseKind(executor),
         keyword_wait_kind.KeywordWaitKind(executor),
         daily_report.DailyReportKind(executor),
+        WeeklyDigestKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

@@ -41,9 +41,11 @@ from handlers.features.daily_report.blocks import (
     top_members,
 )
 from handlers.features.daily_report.compose import Blocks, fit
+from handlers.features.daily_report.demands_feed import renderer
 from handlers.features.daily_report.kind import skip_reason
 from handlers.features.daily_report.mass_send import mass_send_outcome
 from handlers.features.daily_report.send import delivery_for
+from handlers.features.demands.feed import DemandEntry
 from handlers.features.points.ledger import Standing
 from storage import db
 from storage.models import DailyReport, Group, KnowledgePointUse, OutboxItem, OwnerTask
@@ -262,14 +264,6 @@ def test_the_default_text_leaves_out_what_is_empty() -> None:
 # --- pure: fitting the channel -----------------------------------------------------------------
 
 
-def listed(entries: Sequence[Any], overflow: int) -> str:
-    """A stand-in for the demands feed's renderer (branch `demands`)."""
-    lines = [f"{n}. {e}" for n, e in enumerate(entries, start=1)]
-    if overflow:
-        lines.append(f"另有 {overflow} 条，见群公告")
-    return "\n".join(lines)
-
-
 def long_blocks(demands: int, highlights: int) -> Blocks:
     return Blocks(
         day=date(2026, 12, 7),
@@ -278,9 +272,13 @@ def long_blocks(demands: int, highlights: int) -> Blocks:
         knowledge={"title": "知识", "summary": "要点" * 40, "url": "https://example.com/k"},
         knowledge_item_id=1,
         demands=DemandsBlock(
-            tuple(f"【招聘】第{n}个岗位，" + "要求" * 80 for n in range(demands)),
-            tuple(range(demands)),
-            listed,
+            entries=tuple(
+                DemandEntry(n, "招聘", f"第{n}个岗位，" + "要求" * 80, "小王", None)
+                for n in range(demands)
+            ),
+            ids=tuple(range(demands)),
+            overflow=2,  # the feed already holds two back for tomorrow
+            render=renderer(["招聘"]),
         ),
         highlights=tuple(
             {"text": f"话题{n}：" + "讨论" * 60, "replies": 10 + n, "starter": "小安"}
@@ -295,7 +293,9 @@ def test_a_short_report_is_left_alone() -> None:
     blocks = long_blocks(demands=1, highlights=1)
     fitted = fit(DEFAULT_TEXT, blocks, max_bytes=2048, max_parts=2)
     assert fitted.trimmed == () and len(fitted.parts) == 1
-    assert "【昨日精彩】" in fitted.text and "1. 【招聘】第0个岗位" in fitted.text
+    assert "【昨日精彩】" in fitted.text and "招聘 · 小王：第0个岗位" in fitted.text
+    assert "还有 2 条在排队" in fitted.text
+    assert fitted.blocks is not None and fitted.blocks.demands.published_ids() == (0,)
 
 
 def test_highlights_give_way_first_then_demands_with_how_many_more() -> None:
@@ -308,8 +308,12 @@ def test_highlights_give_way_first_then_demands_with_how_many_more() -> None:
     assert "【昨日精彩】" not in fitted.text
     shown = int(fitted.trimmed[1].split(": ")[1].split(" of ")[0])
     assert 0 < shown < 8
-    assert f"另有 {8 - shown} 条" in fitted.text
-    assert "共 8 条" in fitted.text  # the count stays the day's total
+    # The posts left out wait for tomorrow with the feed's own: the block says so, and
+    # only the listed ones are published.
+    assert f"还有 {8 - shown + 2} 条在排队，明天的早报接着发。" in fitted.text
+    assert fitted.blocks is not None and fitted.blocks.shown_demands == shown
+    assert fitted.blocks.demands.published_ids(shown) == tuple(range(shown))
+    assert fitted.blocks.variables()["demand_count"] == 8
     assert "【12月积分榜】" in fitted.text  # the leaderboard ranks above them
 
 
@@ -465,6 +469,38 @@ async def test_the_report_reaches_the_group_at_its_time_and_not_before(
     clock.now = local(2026, 12, 7, 9, 0)  # later that morning: nothing more
     await settle(app)
     assert len(reports(emulator)) == 1
+
+
+async def test_the_days_demand_posts_are_published_once_in_it(
+    live: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = live
+    posts = [
+        {"kind": "招聘", "text": "诚聘社群运营，坐标上海", "contact": "hr@example.com"},
+        {"kind": "求职", "text": "找新媒体运营的工作，三年经验", "chat_ids": [GROUP]},
+        {"kind": "活动", "text": "周六下午线下沙龙，限 30 人", "tags": ["别的群"]},
+    ]
+    for body in posts:
+        created = await app.http.post("/admin/demands", headers=AUTH, json=body)
+        assert created.status_code == 201, created.text
+    await add_knowledge(app, "第一天的知识")
+    clock.now = local(2026, 12, 7, 8, 30)
+    await settle(app)
+    [report] = reports(emulator)
+    assert "【今日供需】\n招聘：诚聘社群运营，坐标上海（联系：hr@example.com）" in report
+    assert "求职：找新媒体运营的工作，三年经验" in report
+    assert "线下沙龙" not in report  # another group's
+    published = await app.http.get("/admin/demands", headers=AUTH, params={"chat_id": GROUP})
+    assert sorted(
+        (p["kind"], [(x["chat_id"], x["report_date"]) for x in p["publications"]])
+        for p in published.json()
+    ) == [("招聘", [(GROUP, "2026-12-07")]), ("求职", [(GROUP, "2026-12-07")])]
+    # The next day's 早报 does not repeat them.
+    await add_knowledge(app, "第二天的知识")
+    clock.now = local(2026, 12, 8, 8, 30)
+    await settle(app)
+    second = reports(emulator)[1]
+    assert "【每日一知识】第二天的知识" in second and "【今日供需】" not in second
 
 
 OPENING = "新群冷启动，前 50 个人从哪里找比较好"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook
@@ -331,12 +331,19 @@ async def _library_resources(
     tz = start.tzinfo
     assert tz is not None, "the window must be aware"
     tags = list(group.tags or []) if group is not None else []
-    # Created before the end, and not valid only from after it: candidates to check.
+    # Candidates: created in the window, or first valid on one of its local days (a day
+    # either side for the zone); became_available() decides.
+    first_day = start.astimezone(tz).date() - timedelta(days=1)
+    last_day = end.astimezone(tz).date() + timedelta(days=1)
     items = await session.scalars(
         select(ContentItem)
         .where(
             ContentItem.enabled.is_(True),
             ContentItem.created_at < end,
+            or_(
+                ContentItem.created_at >= start,
+                ContentItem.valid_from.between(first_day, last_day),
+            ),
         )
         .order_by(ContentItem.id)
     )

@@ -43,9 +43,8 @@ DEFAULT_TEXT = """\
 {{ knowledge.url }}
 {% endif %}
 {% endif %}
-{% if demand_count %}
+{% if demands %}
 
-【今日需求】共 {{ demand_count }} 条，有意向请直接联系发布人：
 {{ demands }}
 {% endif %}
 {% if highlights or new_resources %}

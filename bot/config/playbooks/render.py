@@ -272,7 +272,7 @@ DAILY_REPORT_SAMPLE: Mapping[str, Any] = daily_report_variables(
         "summary": "三步搭好社群。",
         "url": "https://example.com/a",
     },
-    demands="1. 【招聘】运营专员（上海）",
+    demands="【今日供需】\n招聘 · 张三：运营专员（上海）\n还有 1 条在排队，明天的早报接着发。",
     demand_count=1,
     highlights=[{"text": "社群冷启动有什么好办法？", "replies": 12, "starter": "王五"}],
     new_resources=[{"title": "活动复盘模板", "url": "https://example.com/b"}],

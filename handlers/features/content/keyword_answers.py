@@ -43,8 +43,17 @@ from handlers.features.content.answers import (
     reply_text,
     task_summary,
 )
+from handlers.features.content.experts import experts_for
 from handlers.features.content.index_cache import IndexCache, Library
-from handlers.features.content.keyword_wait import ScheduleWait, apply_wait
+from handlers.features.content.keyword_wait import (
+    EXPERT,
+    JoinWait,
+    ScheduleWait,
+    apply_join,
+    apply_wait,
+    join_or_schedule,
+    pending_waits,
+)
 from handlers.features.content.library import applies_to
 from handlers.features.points.query import is_query
 from handlers.features.rules.handler import is_robot
@@ -176,7 +185,14 @@ class KeywordAnswers:
         source_key = (f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""))[:160]
         library = await self._library(ctx, at)
         cooldown = timedelta(seconds=section.group_cooldown_seconds)
-        recent = await offered_recently(ctx, group.chat_id, at - cooldown)
+        interval = timedelta(seconds=section.group_interval_seconds)
+        recent = await offered_recently(ctx, group.chat_id, at - max(cooldown, interval))
+        if interval and not why.mentioned and recent:
+            # One reply per interval in a group: a burst of questions is not a burst of bot.
+            last = max(recent.values())
+            if abs(at - last) < interval:
+                ctx.note("keyword answer: the group had one within group_interval_seconds")
+                return []
         tags = tuple(str(tag) for tag in (group.tags or ()))
 
         def in_scope(item_id: int) -> bool:
@@ -196,7 +212,7 @@ class KeywordAnswers:
             if library.index.lookup(asked, limit=1, threshold=section.threshold, admit=in_scope):
                 ctx.note("keyword answer: in cooldown")
                 return []
-            return self._miss(event, why.triggered or why.question, source_key)
+            return await self._miss(event, ctx, section, why.triggered or why.question, source_key)
         item_ids = tuple(match.item_id for match in matches)
         for item_id in item_ids:
             recent[item_id] = at
@@ -204,21 +220,51 @@ class KeywordAnswers:
             event, ctx, group, section, library, item_ids, source_key, mentioned=why.mentioned
         )
 
-    def _miss(self, event: Message, question: bool, source_key: str) -> list[Action]:
+    async def _miss(
+        self,
+        event: Message,
+        ctx: Context,
+        section: KeywordsSection,
+        question: bool,
+        source_key: str,
+    ) -> list[Action]:
         assert event.chat_id
         key = question_key(event.text)
         if not question or not key:
             return []
-        return [
+        asked = bare_text(event.text)[:MAX_QUESTION_CHARS]
+        actions: list[Action] = [
             RecordUnanswered(
                 chat_id=event.chat_id,
                 member_id=event.sender,
-                text=bare_text(event.text)[:MAX_QUESTION_CHARS],
+                text=asked,
                 normalized_key=key,
                 source_key=source_key,
                 asked_at=event.occurred_at,
             )
         ]
+        experts = experts_for(asked, section.experts, event.sender)
+        if experts:
+            # Nobody may answer it for a while: then the one who knows the field is asked.
+            due = event.occurred_at + timedelta(minutes=section.expert_after_minutes)
+            hold = ScheduleWait(
+                chat_id=event.chat_id,
+                member_id=event.sender,
+                source_key=source_key,
+                asked_at=event.occurred_at,
+                due_at=due,
+                item_ids=(),
+                question=asked,
+                reply_text="",
+                kind=EXPERT,
+                question_key=key,
+                experts=experts,
+            )
+            held = join_or_schedule(await pending_waits(ctx, event.chat_id), hold)
+            if held is not None:
+                ctx.note(f"keyword answer: experts {list(experts)} cued at {due.isoformat()}")
+                actions.append(held)
+        return actions
 
     async def _answer(
         self,
@@ -243,19 +289,23 @@ class KeywordAnswers:
         if section.mode == "wait" and not mentioned:
             # 群友交流 > 群主回答: give members the first word; answered later if nobody did.
             due = event.occurred_at + timedelta(minutes=section.wait_minutes)
-            ctx.note(f"keyword answer: items {list(item_ids)} wait until {due.isoformat()}")
-            return [
-                ScheduleWait(
-                    chat_id=group.chat_id,
-                    member_id=event.sender,
-                    source_key=source_key,
-                    asked_at=event.occurred_at,
-                    due_at=due,
-                    item_ids=item_ids,
-                    question=bare_text(event.text)[:MAX_QUESTION_CHARS],
-                    reply_text=text,
-                )
-            ]
+            hold = ScheduleWait(
+                chat_id=group.chat_id,
+                member_id=event.sender,
+                source_key=source_key,
+                asked_at=event.occurred_at,
+                due_at=due,
+                item_ids=item_ids,
+                question=bare_text(event.text)[:MAX_QUESTION_CHARS],
+                reply_text=text,
+                question_key=question_key(event.text),
+            )
+            held = join_or_schedule(await pending_waits(ctx, group.chat_id), hold)
+            if isinstance(held, JoinWait):
+                ctx.note(f"keyword answer: asked again, joins the wait of {held.wait_source_key}")
+            elif held is not None:
+                ctx.note(f"keyword answer: items {list(item_ids)} wait until {due.isoformat()}")
+            return [held] if held is not None else []
         record = RecordAnswer(group.chat_id, event.sender, item_ids, source_key, event.occurred_at)
         deliver = delivery(
             group,
@@ -300,3 +350,4 @@ def register(executor: Executor) -> None:
     executor.register(RecordAnswer, apply_answer)
     executor.register(RecordUnanswered, apply_unanswered)
     executor.register(ScheduleWait, apply_wait)
+    executor.register(JoinWait, apply_join)

@@ -1,8 +1,9 @@
 """The 早报's text from its blocks, fitted to the channel: a group reads one or two
 messages, never a flood. When the text needs more parts than allowed, the lowest
-blocks give way first: yesterday's highlights, then demand posts one by one (the
-feed says 「另有 N 条」 for the rest), then the leaderboard, then a long knowledge
-summary is shortened; only then is the text cut."""
+blocks give way first: yesterday's highlights, then demand posts from the last one
+(the feed's block says how many wait, and they are not published, so tomorrow's
+早报 offers them), then the leaderboard, then a long knowledge summary is shortened;
+only then is the text cut."""
 
 from __future__ import annotations
 
