@@ -727,6 +727,49 @@ async def test_bad_requests_change_nothing(live: tuple[LiveApp, Clock]) -> None:
     assert await history(app) == []
 
 
+async def test_switched_off_or_undeliverable_says_why(
+    live: tuple[LiveApp, Clock], templates_dir: Path, emulator: RunningEmulator
+) -> None:
+    app, clock = live
+    await add_knowledge(app, "送不出去的知识")
+    clock.now = local(2026, 12, 7, 7, 0)
+    path = f"/admin/groups/{GROUP}/daily-report"
+    (templates_dir / "quiet_group.yaml").write_text(
+        f"extends: default\napplies_to: {{chat_ids: [{GROUP}]}}\n"
+        "daily_report: {enabled: false}\n",
+        encoding="utf-8",
+    )
+    assert (await app.http.post("/admin/playbooks/reload", headers=AUTH)).status_code == 200
+    off = await app.http.post(path, headers=AUTH)
+    assert off.status_code == 409 and "switched off" in off.json()["detail"]
+    preview = await app.http.get(path, headers=AUTH)  # an operator drafting may still look
+    assert preview.status_code == 200 and preview.json()["enabled"] is False
+    assert preview.json()["sends_that_day"] is False
+
+    (templates_dir / "quiet_group.yaml").unlink()
+    assert (await app.http.post("/admin/playbooks/reload", headers=AUTH)).status_code == 200
+    # A group the bot cannot post into and that has nobody to hand the 早报 to.
+    put = await app.http.put(
+        f"/admin/groups/{GROUP}", headers=AUTH, json={"channel": {"type": "none"}}
+    )
+    assert put.status_code == 200, put.text
+    async with app.runtime.sessions() as session, session.begin():
+        group = await session.get(Group, GROUP)
+        assert group is not None
+        group.owner = None
+    nobody = await app.http.post(path, headers=AUTH)
+    assert nobody.status_code == 409
+    assert nobody.json()["detail"] == (
+        "nothing could be sent: the bot cannot post here and the group has no owner or operator"
+    )
+    clock.now = local(2026, 12, 7, 8, 30)
+    await settle(app)
+    [row] = await history(app)
+    assert row["status"] == "failed" and "no owner or operator" in row["reason"]
+    assert await count_rows(app, KnowledgePointUse) == 0  # rolled back with the rest
+    assert reports(emulator) == []
+
+
 # --- several replicas ----------------------------------------------------------------------
 
 
