@@ -74,8 +74,9 @@ class AibotReplyChannel(Channel):
                 "body": self.body(content, handle, dedup_key),
             },
             rate_key=self.rate_key(target),
-            # Replies in one chat go out in the order they were decided.
-            order_key=f"aibot:{target}",
+            # Replies in one chat go out in the order they were decided; per channel, so
+            # a reply waiting for the long connection never holds up one over HTTP.
+            order_key=f"{self.name}:{target}",
             origin=origin,
             chat_id=chat_id,
             dedup_key=dedup_key,

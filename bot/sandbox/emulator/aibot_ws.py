@@ -25,6 +25,7 @@ import json
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 BAD_CREDENTIALS = (853000, "invalid bot_id or secret")
 STREAM_LIMIT = 20480
+MAX_FRAMES = 5000
 CONTROL_TIMEOUT = 5.0
 
 
@@ -51,7 +53,9 @@ class AibotHub:
         self.url = ""
         self.ack_pings = True
         self.subscribes = 0  # aibot_subscribe frames received, refused ones included
-        self._frames: list[JSONDict] = []
+        # The latest frames the bot sent (pings every 30 s would grow a list forever).
+        self._frames: deque[JSONDict] = deque(maxlen=MAX_FRAMES)
+        self._frame_seq = 0
         self._reply_errors: list[int] = []  # errcodes the next replies are answered with
         self._pushed: dict[str, JSONDict] = {}  # req_id -> the message pushed with it
         self._finished: set[str] = set()  # req_ids already answered with finish=true
@@ -278,7 +282,8 @@ class AibotHub:
 
     def _record(self, frame: JSONDict) -> None:
         with self._lock:
-            self._frames.append({"seq": len(self._frames) + 1, "at": time.time(), "frame": frame})
+            self._frame_seq += 1
+            self._frames.append({"seq": self._frame_seq, "at": time.time(), "frame": frame})
 
 
 def _ack(req_id: str, errcode: int, errmsg: str) -> str:
