@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 
 from bot.api import (
     admin_content,
+    admin_demands,
     admin_groups,
     admin_growth,
     admin_health,
@@ -29,6 +30,7 @@ from bot.api import (
     admin_star,
     admin_touch,
     admin_violations,
+    admin_weekly_digest,
     archive,
     callback,
     health,
@@ -170,6 +172,8 @@ def create_app(
         admin_points_extras,
         admin_content,
         admin_questions,
+        admin_weekly_digest,
+        admin_demands,
     ):
         app.include_router(module.router)
     if emulator_app is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from handlers.core.executor import Executor
 from handlers.core.registry import Registry
-from handlers.features import copilot, membership, message_log, touch, welcome
+from handlers.features import copilot, demands, membership, message_log, touch, welcome
 from handlers.features.content import keyword_answers, keyword_wait_kind
 from handlers.features.points import checkin as points_checkin
 from handlers.features.points import good_content
@@ -18,6 +18,7 @@ from handlers.features.points import query as points_query
 from handlers.features.rules import handler as rules
 from handlers.features.rules import review, violations
 from handlers.features.star import vote as star_vote
+from handlers.features.weekly_digest.schedule import WeeklyDigestKind
 from scheduler.engine import DueKind
 
 # Priority groups: 0 bookkeeping (every later handler relies on it), 10 rules
@@ -39,6 +40,7 @@ def build_features() -> Features:
     star_vote.register(executor)
     points_penalties.register(executor)
     keyword_answers.register(executor)
+    demands.register(executor)  # the rules collect posts; the 早报 publishes them
     # One lookup index per service (runtime): built from its own database.
     answers = keyword_answers.KeywordAnswers()
     registry = Registry(executor)
@@ -73,6 +75,7 @@ def build_features() -> Features:
         star_vote.StarOpenKind(executor),
         star_vote.StarCloseKind(executor),
         keyword_wait_kind.KeywordWaitKind(executor),
+        WeeklyDigestKind(executor),
     )
     return Features(executor, registry, due_kinds)
 

@@ -676,6 +676,7 @@ class KeywordWait(Base):
     __table_args__ = (
         UniqueConstraint("source_key", name="uq_keyword_wait_source"),
         Index("ix_keyword_wait_due", "status", "due_at"),
+        Index("ix_keyword_wait_chat_pending", "chat_id", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
@@ -690,6 +691,14 @@ class KeywordWait(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     note: Mapped[str] = mapped_column(String(200), default="")
     done_at: Mapped[datetime | None]
+    # "answer": a held library answer; "expert": a question the library had nothing for,
+    # whose expert (by tag) is cued if it stays unanswered.
+    kind: Mapped[str] = mapped_column(String(16), default="answer", server_default="answer")
+    question_key: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # Members who asked the same during the wait, [member_id, source_key] pairs: one reply
+    # names them all, and their asking is no answer.
+    askers: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    experts: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class UnansweredQuestion(Base):
@@ -710,3 +719,88 @@ class UnansweredQuestion(Base):
     normalized_key: Mapped[str] = mapped_column(String(200))
     source_key: Mapped[str] = mapped_column(String(200))
     asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeeklyDigest(Base):
+    """One group's 群刊 for one ISO week (handlers/features/weekly_digest): booked as due
+    work on the playbook's weekday of the week after, sent once (the unique group and
+    week, the claim, and the outbox key `weekly_digest:{chat_id}:{week}`), or skipped
+    with the reason kept in `note`. `threads` and `resources` keep what it listed."""
+
+    __tablename__ = "weekly_digests"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "week", name="uq_weekly_digest_week"),
+        Index("ix_weekly_digest_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    chat_id: Mapped[str] = mapped_column(String(128))
+    week: Mapped[str] = mapped_column(String(8))  # the week it looks back on: 2026-W49
+    # scheduled | sending (claimed) | sent | skipped | failed
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    text: Mapped[str | None] = mapped_column(Text)  # as sent (or handed to the owner)
+    threads: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    resources: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    delivery: Mapped[str | None] = mapped_column(String(16))  # group | owner_task
+    note: Mapped[str | None] = mapped_column(Text)  # why skipped or failed; what was queued
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class DemandPost(Base):
+    """A demand post (招聘 / 求职 / 供应商 / 活动; handlers/features/demands): collected in
+    a group by a rule with `action: collect`, or submitted by an operator, and published
+    once a day in the 早报 of the groups in its `scope` (chat ids or group tags; empty:
+    every group). The same text again within the playbook's `dedup_days` is merged into
+    the first post (`merged`, `last_seen_at`, the merged sources' keys in `merged_keys`)
+    instead of becoming a second one. `source_key` (the message for a detected post) makes
+    a replayed event add nothing. `status` pending → approved | rejected, with who
+    (`decided_by`, "auto" when no approval is needed), when and why."""
+
+    __tablename__ = "demand_posts"
+    __table_args__ = (
+        UniqueConstraint("source_key", name="uq_demand_source"),
+        Index("ix_demand_status", "status", "submitted_at"),
+        Index("ix_demand_dedup", "dedup_key", "submitted_at"),
+        Index("ix_demand_member", "member_id", "kind", "submitted_at"),
+        Index("ix_demand_submitted", "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    member_id: Mapped[str | None] = mapped_column(String(128))  # None: an operator's post
+    name: Mapped[str] = mapped_column(String(64), default="")  # the name shown in the 早报
+    contact: Mapped[str | None] = mapped_column(String(200))
+    chat_id: Mapped[str | None] = mapped_column(String(128))  # the group it was posted in
+    scope: Mapped[list[Any]] = mapped_column(JSON, default=list)  # chat ids / group tags
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    dedup_key: Mapped[str] = mapped_column(String(64))  # digest of the normalized text
+    merged: Mapped[int] = mapped_column(Integer, default=0)  # duplicates merged into it
+    merged_keys: Mapped[list[Any]] = mapped_column(JSON, default=list)  # their source keys
+    last_seen_at: Mapped[datetime]
+    submitted_at: Mapped[datetime]
+    source_key: Mapped[str] = mapped_column(String(200))
+
+
+class DemandPublication(Base):
+    """A demand post published in one group's 早报: at most once per group (unique), so
+    a resent or replayed 早报 publishes nothing twice."""
+
+    __tablename__ = "demand_publications"
+    __table_args__ = (
+        UniqueConstraint("demand_id", "chat_id", name="uq_demand_publication"),
+        Index("ix_demand_publication_chat", "chat_id", "report_date"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    demand_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("demand_posts.id", ondelete="CASCADE")
+    )
+    chat_id: Mapped[str] = mapped_column(String(128))
+    report_date: Mapped[date] = mapped_column(Date)  # the 早报's local date
+    published_at: Mapped[datetime]

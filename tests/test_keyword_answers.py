@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.config.playbooks.keywords_section import DEFAULT_THRESHOLD, KeywordsSection
+from bot.config.playbooks.keywords_section import DEFAULT_THRESHOLD, Expert, KeywordsSection
 from bot.sandbox.emulator.server import RunningEmulator
 from bot.sources.aibot import normalize_aibot
 from bot.sources.normalized import store_many
@@ -22,10 +23,12 @@ from handlers.core.events import Message
 from handlers.features.content import index
 from handlers.features.content.answers import (
     Offered,
+    addressed_to,
     asking,
     question_key,
     reply_text,
 )
+from handlers.features.content.experts import experts_for
 from handlers.features.content.library import ContentIn, upsert_many
 from storage.models import KeywordAnswer, KeywordWait, OwnerTask, UnansweredQuestion
 from tests.helpers import (
@@ -109,6 +112,10 @@ def test_the_spec_names_load_and_the_default_threshold_is_the_index_s() -> None:
         ("keywords:\n  wait_minutes: 0\n", "wait_minutes"),
         ("keywords:\n  threshold: -1\n", "threshold"),
         ("keywords:\n  cooldown: 5\n", "cooldown"),
+        ("keywords:\n  experts:\n    - tags: []\n      members: [zhangsan]\n", "tags"),
+        ("keywords:\n  experts:\n    - tags: [退税]\n      members: [' ']\n", "members"),
+        ("keywords:\n  expert_cue: loud\n", "expert_cue"),
+        ("keywords:\n  group_interval_seconds: -1\n", "group_interval_seconds"),
     ],
 )
 def test_a_bad_keywords_section_is_refused_at_its_field(
@@ -515,3 +522,202 @@ async def test_wait_an_at_mention_of_the_bot_is_answered_at_once(
     assert "1. 增值税发票开具指南 https://example.com/fapiao" in reply
     assert await waits(app) == []
     assert await answer_rows(app) == [("wmA", "msg:at-1")]
+
+
+async def test_wait_the_same_question_asked_again_joins_the_held_answer(
+    waiting: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = waiting
+    await say(app, clock, "w1", "wmA", "有没有增值税发票的资料？")
+    clock.advance(60)
+    # Asked again in other words by another member: no second held answer, and the
+    # second asking is not a member answering the first.
+    await say(app, clock, "w2", "wmB", "求一份增值税发票的资料")
+    await say(app, clock, "w2", "wmB", "求一份增值税发票的资料")  # replayed
+    assert [(key, status) for key, status, _ in await waits(app)] == [("msg:w1", "pending")]
+    await settle(app, at=T0 + WAIT)
+    [reply] = answers(emulator)
+    assert reply.split("\n")[:2] == [
+        "@小安 @小白 群里的资料可能有帮助：",
+        "1. 增值税发票开具指南 https://example.com/fapiao",
+    ]
+    assert [status for _, status, _ in await waits(app)] == ["sent"]
+
+
+async def test_wait_an_at_mention_meanwhile_makes_the_held_answer_unneeded(
+    waiting: tuple[LiveApp, Clock], emulator: RunningEmulator
+) -> None:
+    app, clock = waiting
+    await say(app, clock, "w1", "wmA", "有没有增值税发票的资料？")
+    clock.advance(30)
+    payload = {
+        "msgid": "at-2",
+        "chatid": GROUP,
+        "chattype": "group",
+        "from": {"userid": "wmA"},  # the asker, impatient: no member answer
+        "msgtype": "text",
+        "text": {"content": "@小助手 增值税发票"},
+    }
+    incoming = normalize_aibot(payload, json.dumps(payload, ensure_ascii=False))
+    assert isinstance(incoming.event, Message)
+    event = incoming.event.model_copy(update={"occurred_at": clock.now})
+    await store_many(app.runtime.appender, [replace(incoming, event=event)], now=clock.now)
+    await settle(app)
+    await settle(app, at=T0 + WAIT)
+    assert len(answers(emulator)) == 1  # the mention's, at once
+    assert [(s, n) for _, s, n in await waits(app)] == [
+        ("quiet", "its items were offered in the group meanwhile")
+    ]
+
+
+# --- experts: a question nobody could answer goes to the one who knows ------------
+
+EXPERTS_YAML = """  experts:
+    - tags: [退税, 出口]
+      members: [{members}]
+  expert_after_minutes: 10
+"""
+
+
+@asynccontextmanager
+async def with_experts(
+    database_url: str,
+    templates_dir: Path,
+    emulator: RunningEmulator,
+    *,
+    cue: str,
+    members: str = "zhangsan",
+) -> AsyncIterator[tuple[LiveApp, Clock]]:
+    playbook = templates_dir / "default.yaml"
+    text = playbook.read_text(encoding="utf-8")
+    experts = EXPERTS_YAML.format(members=members)
+    section = f"  group_cooldown_seconds: 60\n{experts}  expert_cue: {cue}\n"
+    playbook.write_text(text.replace("  group_cooldown_seconds: 60\n", section), encoding="utf-8")
+    clock = Clock(T0)
+    async with live_webhook_group(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        emulator=emulator,
+        clock=clock,
+        chat_id=GROUP,
+        name="答疑群",
+        members=MEMBERS,
+        joined=True,
+    ) as app:
+        async with app.runtime.sessions() as session:
+            await upsert_many(session, [INVOICE_OWN, SOCIAL], now=T0)
+            await session.commit()
+        yield app, clock
+
+
+EXPERT_AFTER = timedelta(minutes=10)
+
+
+async def test_an_unanswered_question_in_an_expert_s_field_cues_the_expert_privately(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> None:
+    async with with_experts(database_url, templates_dir, emulator, cue="private") as (app, clock):
+        await say(app, clock, "e1", "wmA", "有没有人知道出口退税要准备什么？")
+        clock.advance(120)
+        await say(app, clock, "e2", "wmB", "出口退税要准备什么呀？")  # the same question
+        await settle(app, at=T0 + EXPERT_AFTER - timedelta(seconds=1))
+        assert sent_texts(emulator, "message/send") == []
+        await settle(app, at=T0 + EXPERT_AFTER)
+        [cue] = sent_texts(emulator, "message/send")
+        assert cue.startswith("「答疑群」里小安、小白问：「有没有人知道出口退税要准备什么?」")
+        assert "过了 10 分钟还没人回答" in cue
+        assert answers(emulator) == []  # the group saw nothing from the bot
+        # A question outside every expert's field is only counted.
+        await say(app, clock, "e4", "wmA", "有没有人知道量子计算机的价格？")
+        await settle(app, at=clock.now + 2 * EXPERT_AFTER)
+        assert len(sent_texts(emulator, "message/send")) == 1
+        # Still counted for the content team either way.
+        listed = await unanswered(app, chat_id=GROUP, week="2026-W48")
+        assert sorted(q["count"] for q in listed["questions"]) == [1, 1, 1]
+
+
+async def test_an_answer_by_anyone_keeps_the_expert_uncued(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> None:
+    async with with_experts(database_url, templates_dir, emulator, cue="private") as (app, clock):
+        await say(app, clock, "e1", "wmA", "有没有人知道出口退税要准备什么？")
+        clock.advance(300)
+        await say(app, clock, "e2", "wmB", "要报关单和发票，税务局网站上有清单")
+        await settle(app, at=T0 + EXPERT_AFTER)
+        assert sent_texts(emulator, "message/send") == []
+        assert [(s, n) for _, s, n in await waits(app)] == [("quiet", "answered (wmB)")]
+        # The expert asking in their own field is not cued to themselves.
+        await say(app, clock, "e3", "zhangsan", "有人做过出口退税的申报吗？")
+        await settle(app, at=clock.now + EXPERT_AFTER)
+        assert sent_texts(emulator, "message/send") == []
+
+
+async def test_a_group_cue_names_the_expert_in_the_group(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> None:
+    # The expert here is a member (a 讲师, say), named in the group by their group name.
+    async with with_experts(database_url, templates_dir, emulator, cue="group", members="wmC") as (
+        app,
+        clock,
+    ):
+        await say(app, clock, "e1", "wmA", "有没有人知道出口退税要准备什么？")
+        await settle(app, at=T0 + EXPERT_AFTER)
+        assert [t for t in sent_texts(emulator) if not t.startswith("欢迎")] == [
+            "@小陈 小安刚才问：「有没有人知道出口退税要准备什么?」，群里还没人接上。"
+            "这方面您最在行，方便时帮忙解答一下？"
+        ]
+
+
+async def test_group_interval_one_reply_per_interval_but_mentions_always(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> None:
+    playbook = templates_dir / "default.yaml"
+    text = playbook.read_text(encoding="utf-8")
+    playbook.write_text(
+        text.replace(
+            "  group_cooldown_seconds: 60\n",
+            "  group_cooldown_seconds: 60\n  group_interval_seconds: 30\n",
+        ),
+        encoding="utf-8",
+    )
+    clock = Clock(T0)
+    async with live_webhook_group(
+        database_url=database_url,
+        templates_dir=templates_dir,
+        emulator=emulator,
+        clock=clock,
+        chat_id=GROUP,
+        name="答疑群",
+        members=MEMBERS,
+        joined=True,
+    ) as app:
+        async with app.runtime.sessions() as session:
+            await upsert_many(session, [INVOICE_OWN, SOCIAL], now=T0)
+            await session.commit()
+        await say(app, clock, "g1", "wmA", "有没有增值税发票的资料？")
+        clock.advance(10)
+        await say(app, clock, "g2", "wmB", "新员工的社保怎么缴纳呢？")
+        assert len(answers(emulator)) == 1
+        clock.advance(21)
+        await say(app, clock, "g3", "wmC", "新员工的社保怎么缴纳呢？")
+        assert len(answers(emulator)) == 2
+
+
+def test_experts_are_found_by_the_field_the_question_names() -> None:
+    experts = (
+        Expert(tags=("退税", "出口"), members=("zhangsan", "lisi")),
+        Expert(tags=("發票",), members=("wangwu", "zhangsan")),
+    )
+    assert experts_for("出口退税怎么办？", experts, "wmA") == ("zhangsan", "lisi")
+    # Traditional and simplified, width: one field; each expert once, in order.
+    assert experts_for("退稅和发票都不懂", experts, "wmA") == ("zhangsan", "lisi", "wangwu")
+    assert experts_for("出口退税怎么办？", experts, "zhangsan") == ("lisi",)  # not the asker
+    assert experts_for("今天天气如何？", experts, "wmA") == ()
+
+
+def test_a_held_reply_is_addressed_to_everyone_who_asked() -> None:
+    reply = reply_text("小安", [Offered("发票指南", "https://example.com/f", "")])
+    assert addressed_to(reply, ["小安", "小白"]).split("\n") == [
+        "@小安 @小白 群里的资料可能有帮助：",
+        "1. 发票指南 https://example.com/f",
+    ]

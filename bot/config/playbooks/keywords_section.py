@@ -21,6 +21,24 @@ DEFAULT_TRIGGERS = ("有没有", "求", "推荐", "?", "？")
 DEFAULT_THRESHOLD = 0.5
 
 
+class Expert(StrictModel):
+    """Who knows a field: cued when a question about it stays unanswered."""
+
+    tags: tuple[str, ...] = Field(
+        min_length=1,
+        max_length=50,
+        description="问题里出现这些词就算这位专家的领域，如 [发票, 报税, 财税]",
+    )
+    members: tuple[str, ...] = Field(
+        min_length=1, max_length=10, description="专家的成员 id（userid 或 wm…）"
+    )
+
+    @field_validator("tags", "members")
+    @classmethod
+    def _no_blanks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return stripped_non_blank(values)
+
+
 class KeywordsSection(StrictModel):
     enabled: StrictBool = Field(default=True, description="关掉就不在群里回答资料类问题")
     mode: Literal["immediate", "wait"] = Field(
@@ -49,6 +67,27 @@ class KeywordsSection(StrictModel):
         le=7 * 86400,
         validation_alias=AliasChoices("group_cooldown_seconds", "cooldown_seconds"),
         description="同一条资料在同一个群里多少秒内不重复推荐；也可写作 cooldown_seconds",
+    )
+    group_interval_seconds: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="同一个群里两次资料回复之间至少隔多少秒（0 不限）；@机器人 的提问不受限",
+    )
+    experts: tuple[Expert, ...] = Field(
+        default=(),
+        max_length=50,
+        description="资料库答不上、群里也没人回答的问题，按领域提醒专家来答",
+    )
+    expert_after_minutes: StrictInt = Field(
+        default=10,
+        ge=1,
+        le=1440,
+        description="问题过了这么多分钟还没人回答才提醒专家",
+    )
+    expert_cue: Literal["private", "group"] = Field(
+        default="private",
+        description="private：私信专家（不打扰群）；group：在群里 @专家（客户群变成群主待办）",
     )
     threshold: float = Field(
         default=DEFAULT_THRESHOLD,

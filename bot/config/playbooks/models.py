@@ -37,6 +37,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bot.config.playbooks.demands_section import DemandsSection
 from bot.config.playbooks.fields import (
     DailySpan,
     LocalTime,
@@ -59,6 +60,7 @@ from bot.config.playbooks.render import (
     lint_template,
 )
 from bot.config.playbooks.rules_section import RulesSection
+from bot.config.playbooks.weekly_digest_section import WeeklyDigestSection
 
 __all__ = [
     "AppliesTo",
@@ -345,6 +347,32 @@ class Playbook(StrictModel):
     copilot: CopilotSection = Field(
         default_factory=CopilotSection, description="运营助手：机器人做不了的事变成待办发给人"
     )
+    weekly_digest: WeeklyDigestSection | None = Field(
+        default=None, description="每周群刊：上一周最值得回看的讨论和新资料（不写就不发）"
+    )
+    demands: DemandsSection = Field(
+        default_factory=DemandsSection,
+        description="供需信息（招聘、求职、供应商、活动）：白天收录，早报里每天统一发布一次",
+    )
+
+    @model_validator(mode="after")
+    def _collect_kinds_are_known(self) -> Playbook:
+        # A collect rule's kind must be one the 早报 groups by: checked here, where both
+        # sections are known (after `extends` is merged).
+        if self.rules is None:
+            return self
+        for index, rule in enumerate(self.rules.items):
+            if rule.collect_kind is not None and rule.collect_kind not in self.demands.kinds:
+                raise PydanticCustomError(
+                    "unknown_kind",
+                    "'{kind}' is not one of demands.kinds ({kinds})",
+                    {
+                        "kind": rule.collect_kind,
+                        "kinds": "、".join(self.demands.kinds),
+                        "loc_suffix": ("rules", "items", index, "collect_kind"),
+                    },
+                )
+        return self
 
     @model_validator(mode="after")
     def _steps_outside_quiet_hours(self) -> Playbook:

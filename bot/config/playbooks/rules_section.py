@@ -20,6 +20,10 @@ from bot.config.playbooks.fields import DailySpan, StrictModel, stripped_non_bla
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Step = Literal["remind", "warn", "report", "remove"]
+# ladder: a hit climbs the member's warning ladder (today's behaviour); collect: the
+# message is a demand post, kept for the 早报 (handlers/features/demands), never a
+# violation.
+RuleAction = Literal["ladder", "collect"]
 
 
 # Members should never read 群规「ads」: the names operators usually give, in Chinese.
@@ -157,6 +161,52 @@ class Rule(StrictModel):
     dry_run: StrictBool | None = Field(
         default=None, description="只记录不处理；不写则用 rules.dry_run"
     )
+    action: RuleAction = Field(
+        default="ladder",
+        description="ladder：按警告阶梯处理；collect：当作供需信息（招聘、求职等）收录，"
+        "在早报里统一发布，不算违规、不扣分",
+    )
+    collect_kind: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="action: collect 时必填：收录成哪一类，须是 demands.kinds 之一，如 招聘",
+    )
+
+    @field_validator("collect_kind")
+    @classmethod
+    def _stripped_kind(cls, kind: str | None) -> str | None:
+        return kind.strip() if kind is not None else None
+
+    @model_validator(mode="after")
+    def _collect_needs_a_kind(self) -> Rule:
+        if self.action == "collect":
+            if not self.collect_kind:
+                raise PydanticCustomError(
+                    "collect_kind",
+                    "a rule with action: collect needs collect_kind (one of demands.kinds, "
+                    "e.g. 招聘)",
+                    {"loc_suffix": ("collect_kind",)},
+                )
+            for window in ("flood", "repeat"):
+                if getattr(self.match, window) is not None:
+                    raise PydanticCustomError(
+                        "collect_match",
+                        "a collect rule finds demand posts by what they say (keywords, "
+                        "regex …); {window} cannot collect a post",
+                        {"window": window, "loc_suffix": ("match", window)},
+                    )
+        elif self.collect_kind is not None:
+            raise PydanticCustomError(
+                "collect_kind",
+                "collect_kind only applies to a rule with action: collect",
+                {"loc_suffix": ("collect_kind",)},
+            )
+        return self
+
+    @property
+    def collects(self) -> bool:
+        return self.action == "collect"
 
     @property
     def ladder_family(self) -> str:

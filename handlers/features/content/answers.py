@@ -78,7 +78,17 @@ def reply_text(name: str, items: Sequence[Offered]) -> str:
     """`@名字 群里的资料可能有帮助：` and one numbered line per item, in lookup order
     (own items first)."""
     lines = [_line(number, item) for number, item in enumerate(items, start=1)]
-    return "\n".join([f"@{name} 群里的资料可能有帮助：", *lines])
+    return "\n".join([_opening([name]), *lines])
+
+
+def _opening(names: Sequence[str]) -> str:
+    return " ".join(f"@{name}" for name in names) + " 群里的资料可能有帮助："
+
+
+def addressed_to(reply: str, names: Sequence[str]) -> str:
+    """A held reply addressed to everyone who asked the same during the wait."""
+    _first, _, rest = reply.partition("\n")
+    return "\n".join([_opening(names), rest]) if rest else _opening(names)
 
 
 def _markdown_title(title: str) -> str:

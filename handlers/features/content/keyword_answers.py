@@ -50,8 +50,17 @@ from handlers.features.content.answers import (
     reply_text,
     task_summary,
 )
+from handlers.features.content.experts import experts_for
 from handlers.features.content.index_cache import IndexCache, Library
-from handlers.features.content.keyword_wait import ScheduleWait, apply_wait
+from handlers.features.content.keyword_wait import (
+    EXPERT,
+    JoinWait,
+    ScheduleWait,
+    apply_join,
+    apply_wait,
+    join_or_schedule,
+    pending_waits,
+)
 from handlers.features.content.library import applies_to
 from handlers.features.points.query import is_query
 from handlers.features.rules.handler import is_robot
@@ -220,7 +229,14 @@ class KeywordAnswers:
         source_key = (f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""))[:160]
         library = await self._library(ctx, at)
         cooldown = timedelta(seconds=section.group_cooldown_seconds)
-        recent = await offered_recently(ctx, venue.chat_key, at - cooldown)
+        interval = timedelta(seconds=section.group_interval_seconds)
+        recent = await offered_recently(ctx, venue.chat_key, at - max(cooldown, interval))
+        if interval and not why.mentioned and recent:
+            # One reply per interval in a group: a burst of questions is not a burst of bot.
+            last = max(recent.values())
+            if abs(at - last) < interval:
+                ctx.note("keyword answer: the group had one within group_interval_seconds")
+                return []
 
         def in_scope(item_id: int) -> bool:
             entry = library.items.get(item_id)
@@ -241,7 +257,9 @@ class KeywordAnswers:
             if library.index.lookup(asked, limit=1, threshold=section.threshold, admit=in_scope):
                 ctx.note("keyword answer: in cooldown")
                 return []
-            return self._miss(event, venue, why.triggered or why.question, source_key, reply_to)
+            return await self._miss(
+                event, ctx, venue, section, why.triggered or why.question, source_key, reply_to
+            )
         item_ids = tuple(match.item_id for match in matches)
         for item_id in item_ids:
             recent[item_id] = at
@@ -257,10 +275,12 @@ class KeywordAnswers:
             reply_to=reply_to,
         )
 
-    def _miss(
+    async def _miss(
         self,
         event: Message,
+        ctx: Context,
         venue: Venue,
+        section: KeywordsSection,
         question: bool,
         source_key: str,
         reply_to: AibotReplyTo | None,
@@ -268,18 +288,41 @@ class KeywordAnswers:
         key = question_key(event.text)
         # A question put to the 智能机器人 is a question even when not phrased as one.
         recorded = bool(key) and (question or reply_to is not None)
+        asked = bare_text(event.text)[:MAX_QUESTION_CHARS]
         actions: list[Action] = []
         if recorded:
             actions.append(
                 RecordUnanswered(
                     chat_id=venue.chat_key,
                     member_id=event.sender,
-                    text=bare_text(event.text)[:MAX_QUESTION_CHARS],
+                    text=asked,
                     normalized_key=key,
                     source_key=source_key,
                     asked_at=event.occurred_at,
                 )
             )
+        experts = experts_for(asked, section.experts, event.sender) if recorded else ()
+        if experts and venue.group is not None:
+            # Nobody may answer it for a while: then the one who knows the field is asked.
+            chat_id = venue.group.chat_id
+            due = event.occurred_at + timedelta(minutes=section.expert_after_minutes)
+            hold = ScheduleWait(
+                chat_id=chat_id,
+                member_id=event.sender,
+                source_key=source_key,
+                asked_at=event.occurred_at,
+                due_at=due,
+                item_ids=(),
+                question=asked,
+                reply_text="",
+                kind=EXPERT,
+                question_key=key,
+                experts=experts,
+            )
+            held = join_or_schedule(await pending_waits(ctx, chat_id), hold)
+            if held is not None:
+                ctx.note(f"keyword answer: experts {list(experts)} cued at {due.isoformat()}")
+                actions.append(held)
         if reply_to is not None:  # an @-mention deserves an answer, even "nothing yet"
             actions.append(
                 aibot_reply(
@@ -333,19 +376,23 @@ class KeywordAnswers:
         if section.mode == "wait" and not mentioned:
             # 群友交流 > 群主回答: give members the first word; answered later if nobody did.
             due = event.occurred_at + timedelta(minutes=section.wait_minutes)
-            ctx.note(f"keyword answer: items {list(item_ids)} wait until {due.isoformat()}")
-            return [
-                ScheduleWait(
-                    chat_id=group.chat_id,
-                    member_id=event.sender,
-                    source_key=source_key,
-                    asked_at=event.occurred_at,
-                    due_at=due,
-                    item_ids=item_ids,
-                    question=bare_text(event.text)[:MAX_QUESTION_CHARS],
-                    reply_text=text,
-                )
-            ]
+            hold = ScheduleWait(
+                chat_id=group.chat_id,
+                member_id=event.sender,
+                source_key=source_key,
+                asked_at=event.occurred_at,
+                due_at=due,
+                item_ids=item_ids,
+                question=bare_text(event.text)[:MAX_QUESTION_CHARS],
+                reply_text=text,
+                question_key=question_key(event.text),
+            )
+            held = join_or_schedule(await pending_waits(ctx, group.chat_id), hold)
+            if isinstance(held, JoinWait):
+                ctx.note(f"keyword answer: asked again, joins the wait of {held.wait_source_key}")
+            elif held is not None:
+                ctx.note(f"keyword answer: items {list(item_ids)} wait until {due.isoformat()}")
+            return [held] if held is not None else []
         deliver = delivery(
             group,
             playbook,
@@ -407,3 +454,4 @@ def register(executor: Executor) -> None:
     executor.register(RecordAnswer, apply_answer)
     executor.register(RecordUnanswered, apply_unanswered)
     executor.register(ScheduleWait, apply_wait)
+    executor.register(JoinWait, apply_join)

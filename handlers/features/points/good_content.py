@@ -87,7 +87,8 @@ def decide_reaction(
     ]
 
 
-def _key_of(msg_id: str | None, source_id: str) -> str:
+def message_key(msg_id: str | None, source_id: str) -> str:
+    """A logged message's ledger key: by its id, else by the log row's source."""
     return good_content_key(msg_id) if msg_id else f"log:{source_id}"
 
 
@@ -120,7 +121,7 @@ async def find_quoted(event: Message, ctx: Context) -> QuotedMessage | None:
             and (quote.sender is None or row.member_id == quote.sender)
             and row.member_id != event.sender
         ):
-            return QuotedMessage(row.member_id, _key_of(row.msg_id, row.source_id))
+            return QuotedMessage(row.member_id, message_key(row.msg_id, row.source_id))
     query = select(MessageLog.member_id, MessageLog.msg_id, MessageLog.source_id).where(
         MessageLog.chat_id == event.chat_id,
         MessageLog.sent_at >= event.occurred_at - QUOTE_WINDOW,
@@ -139,7 +140,7 @@ async def find_quoted(event: Message, ctx: Context) -> QuotedMessage | None:
     if found is None:
         return None
     member, msg_id, source_id = found
-    return QuotedMessage(str(member), _key_of(msg_id, str(source_id)))
+    return QuotedMessage(str(member), message_key(msg_id, str(source_id)))
 
 
 async def on_message(event: Event, ctx: Context) -> list[Action]:

@@ -47,6 +47,27 @@ class RuleDecision:
     in_force: int = 0  # the member's warnings still in force before this hit
 
 
+def pass_reason(
+    rule: Rule, exempt_roles: Sequence[str], member: MemberFacts, *, at: datetime, tz: tzinfo
+) -> str | None:
+    """Why the rule lets this member's message pass, or None: every rule, whatever its
+    action, leaves exempt roles and members alone, and sleeps in its allowed windows."""
+    exempt = sorted(member.roles & set(exempt_roles))
+    if exempt:
+        return f"exempt role: {', '.join(exempt)}"
+    if member.member_id in rule.exempt_members:
+        return "exempt member"
+    local = at.astimezone(tz)
+    for window in rule.allow_windows:
+        if window.contains(local):
+            return "inside an allowed window"
+    if rule.new_members_days is not None:
+        joined = member.joined_at
+        if joined is None or at - joined >= timedelta(days=rule.new_members_days):
+            return f"not a new member (rule is for the first {rule.new_members_days} days)"
+    return None
+
+
 def decide_hit(
     rules: RulesSection,
     rule: Rule,
@@ -56,23 +77,9 @@ def decide_hit(
     tz: tzinfo,
 ) -> RuleDecision:
     family = rule.ladder_family
-
-    def passes(reason: str) -> RuleDecision:
-        return RuleDecision(rule.name, family, None, reason, record=False)
-
-    exempt = sorted(member.roles & set(rules.exempt_roles_of(rule)))
-    if exempt:
-        return passes(f"exempt role: {', '.join(exempt)}")
-    if member.member_id in rule.exempt_members:
-        return passes("exempt member")
-    local = at.astimezone(tz)
-    for window in rule.allow_windows:
-        if window.contains(local):
-            return passes("inside an allowed window")
-    if rule.new_members_days is not None:
-        joined = member.joined_at
-        if joined is None or at - joined >= timedelta(days=rule.new_members_days):
-            return passes(f"not a new member (rule is for the first {rule.new_members_days} days)")
+    passing = pass_reason(rule, rules.exempt_roles_of(rule), member, at=at, tz=tz)
+    if passing is not None:
+        return RuleDecision(rule.name, family, None, passing, record=False)
 
     live = [
         past
@@ -95,3 +102,35 @@ def decide_hit(
             rule.name, family, None, f"dry run: would {step}", True, True, in_force=len(live)
         )
     return RuleDecision(rule.name, family, step, reason, record=True, in_force=len(live))
+
+
+@dataclass(frozen=True)
+class CollectDecision:
+    """What a hit of a rule with `action: collect` does: `collect` the message as a
+    demand post (no violation, no ladder step, no points), or let it pass (`reason`)."""
+
+    rule: str
+    collect: bool
+    reason: str
+    dry_run: bool = False  # kept for an operator's approval, nobody told, nothing stopped
+
+
+def decide_collect(
+    rules: RulesSection,
+    rule: Rule,
+    member: MemberFacts,
+    *,
+    question: bool,
+    at: datetime,
+    tz: tzinfo,
+) -> CollectDecision:
+    """`question`: the message is a short question for the group (大家招聘都用什么渠道？),
+    which members can answer now; it is not a post for tomorrow's 早报."""
+    passing = pass_reason(rule, rules.exempt_roles_of(rule), member, at=at, tz=tz)
+    if passing is not None:
+        return CollectDecision(rule.name, False, passing)
+    if question:
+        return CollectDecision(rule.name, False, "a question for the group, not a demand post")
+    if rules.is_dry_run(rule):
+        return CollectDecision(rule.name, True, "dry run: kept for approval", dry_run=True)
+    return CollectDecision(rule.name, True, f"collected as {rule.collect_kind}")

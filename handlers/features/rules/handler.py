@@ -7,6 +7,9 @@ the message log and the raid guard's strict mode. Each hit goes through
 is taken per message, and it is delivered the way the group's channel allows:
 privately or in the group where the bot can, as an owner task where it cannot.
 An appeal word from a member with a recent step puts it in the review queue.
+A rule with `action: collect` instead keeps the message as a demand post for the 早报
+(`decide_collect`, handlers/features/demands/collect.py): no violation, no step, no
+points; the first rule in playbook order that acts on a message decides.
 """
 
 from __future__ import annotations
@@ -19,18 +22,25 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook
-from bot.config.playbooks.rules_section import RulesSection
+from bot.config.playbooks.rules_section import Rule, RulesSection
 from handlers.channels import customer_sender, group_channel, private_channel
 from handlers.core.actions import Action, Note, QueueGroupText, QueuePrivateText, Stop
 from handlers.core.context import Context
 from handlers.core.events import Event, MemberJoined, Message
 from handlers.core.playbooks import playbook_for
 from handlers.features import copilot
+from handlers.features.demands.collect import collect_actions, demand_of
+from handlers.features.demands.posts import reads_as_question
 from handlers.features.message_log import LogMessage
 from handlers.features.points.penalties import penalty_points
 from handlers.features.roles import roles_of
 from handlers.features.rules import texts
-from handlers.features.rules.decide import MemberFacts, RuleDecision, decide_hit
+from handlers.features.rules.decide import (
+    MemberFacts,
+    RuleDecision,
+    decide_collect,
+    decide_hit,
+)
 from handlers.features.rules.matching import (
     Hit,
     MessageView,
@@ -260,6 +270,19 @@ async def act_on_hits(
     acted: str | None = None
     for hit in hits:
         rule = by_name[hit.rule]
+        if rule.collects:
+            if acted is not None:
+                actions.append(Note(f"rule {rule.name}: not collected, rule {acted} acted"))
+                continue
+            collected, stops = await collect_hit(
+                event, rule, group, playbook, rules, membership, roles, ctx
+            )
+            actions += collected
+            if stops:
+                # A demand post, not a violation of the rules after it either.
+                actions.append(Stop(f"rule {rule.name} collected a demand post"))
+                return actions
+            continue
         history = await ladder_history(
             ctx.session,
             chat_id=group.chat_id,
@@ -306,6 +329,58 @@ async def act_on_hits(
     if acted is not None:
         actions.append(Stop(f"rule {acted} acted on the message"))
     return actions
+
+
+async def collect_hit(
+    event: Message,
+    rule: Rule,
+    group: Group,
+    playbook: Playbook,
+    rules: RulesSection,
+    membership: Membership | None,
+    roles: frozenset[str],
+    ctx: Context,
+) -> tuple[list[Action], bool]:
+    """A hit of a collect rule: the post kept (and the member told once a day), or a
+    note why not; True when the message is collected and nothing else may act on it."""
+    assert event.chat_id
+    facts = MemberFacts(
+        roles=roles,
+        member_id=event.sender,
+        joined_at=membership.joined_at if membership is not None else None,
+    )
+    text = view_of(event).text
+    decision = decide_collect(
+        rules, rule, facts, question=reads_as_question(text), at=event.occurred_at, tz=ctx.tz
+    )
+    assert rule.collect_kind is not None
+    post = (
+        demand_of(
+            kind=rule.collect_kind,
+            text=text,
+            member_id=event.sender,
+            name=texts.member_name(membership, playbook),
+            chat_id=group.chat_id,
+            source_key=f"msg:{event.msg_id}" if event.msg_id else (ctx.source_id or ""),
+            at=event.occurred_at,
+            playbook=playbook,
+            dry_run=decision.dry_run,
+        )
+        if decision.collect
+        else None
+    )
+    if post is None:
+        return [Note(f"rule {rule.name}: {event.sender} passes ({decision.reason})")], False
+    collected = await collect_actions(
+        ctx,
+        post=post,
+        group=group,
+        group_name=group_vars(group)["name"],
+        playbook=playbook,
+        membership=membership,
+        dry_run=decision.dry_run,
+    )
+    return collected, not decision.dry_run
 
 
 def texts_of_kind(event: Message) -> str:

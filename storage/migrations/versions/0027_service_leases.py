@@ -5,7 +5,7 @@ one long connection per bot (a newer one kicks the older), so exactly one replic
 may hold it. Self-contained: it touches no other table.
 
 Revision ID: 0027
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-06
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0027"
-down_revision: str | None = "0023"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
