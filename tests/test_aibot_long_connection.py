@@ -458,3 +458,66 @@ async def test_the_emulator_s_endpoint_refuses_what_wecom_refuses(
             await ws.send(json.dumps(frame))
             assert json.loads(await ws.recv())["errcode"] == errcode
     assert [r.target for r in emulator.state.sent_since(0)] == ["wmA"]  # 单聊: the member
+
+
+def test_simulate_mention_and_at_bot_are_answered_through_the_bot_in_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    """`serve` (sandbox) holds the long connection to its emulator: `simulate mention`
+    is answered on it, `simulate message --at-bot` through its response_url."""
+    import shutil
+
+    import httpx
+
+    from tests.conftest import SHIPPED_TEMPLATES
+    from tests.procs import cli_env, run_cli, server, wait_until
+
+    shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "sop_templates")
+    env = cli_env(tmp_path, ADMIN_TOKEN="sim-admin", AIBOT_HEARTBEAT_SECONDS="1")
+    with server(env, tmp_path) as srv:
+        created = httpx.post(
+            f"{srv.url}/admin/content",
+            headers={"Authorization": "Bearer sim-admin"},
+            json={"title": "私域运营手册", "url": "https://example.com/sy", "keywords": ["私域"]},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+
+        def mentioned() -> bool:
+            done = run_cli(
+                ["simulate", "mention", "--member", "wmAlice", "--text", "有没有私域的资料"],
+                env,
+                tmp_path,
+            )
+            return done.returncode == 0 and "pushed as aibot_msg_callback_" in done.stdout
+
+        wait_until(mentioned, timeout=20)  # until the server's connection is up
+
+        def answered(api: str) -> bool:
+            sent = run_cli(["sandbox", "sent"], env, tmp_path).stdout
+            return api in sent and "[私域运营手册](https://example.com/sy)" in sent
+
+        wait_until(lambda: answered("aibot_respond_msg → wrSandboxDemoGroup"), timeout=20)
+        at_bot = run_cli(
+            ["simulate", "message", "--member", "wmAlice", "--text", "私域", "--at-bot"],
+            env,
+            tmp_path,
+        )
+        assert at_bot.returncode == 0, at_bot.stderr
+        wait_until(lambda: answered("aibot/response → wrSandboxDemoGroup"), timeout=20)
+
+
+def test_simulate_mention_needs_the_sandbox(tmp_path: Path) -> None:
+    from tests.procs import cli_env, run_cli
+
+    env = cli_env(
+        tmp_path,
+        WECOM_CORP_ID="ww1",
+        WECOM_CORP_SECRET="s",
+        WECOM_TOKEN="t",
+        WECOM_ENCODING_AES_KEY="6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
+        SOP_TEMPLATES_DIR=str(Path(__file__).resolve().parent.parent / "sop_templates"),
+    )
+    refused = run_cli(["simulate", "mention", "--member", "u1", "--text", "在吗"], env, tmp_path)
+    assert refused.returncode == 2
+    assert "drives the sandbox emulator only" in refused.stderr
