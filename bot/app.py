@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,10 +36,11 @@ from bot.api import (
     callback,
     health,
 )
-from bot.config.settings import SANDBOX_API_PATH, Settings
+from bot.config.settings import SANDBOX_API_BASE, SANDBOX_API_PATH, Settings
 from bot.datafiles import sandbox_admin_token, sandbox_archive_path, sandbox_log_path
 from bot.runtime import SANDBOX_WEBHOOK_KEY, Runtime, build_runtime, utc_now
 from bot.sandbox.emulator import EmulatorState, create_emulator_app
+from bot.sandbox.emulator.aibot_ws import AibotHub
 from bot.timefmt import DisplayZoneMiddleware
 from scheduler.runner import build_scheduler
 from storage.groups import upsert_group
@@ -46,7 +48,7 @@ from storage.groups import upsert_group
 log = logging.getLogger(__name__)
 
 SANDBOX_DEMO_CHAT = "wrSandboxDemoGroup"
-SANDBOX_API_BASE = "http://sandbox.invalid"
+__all__ = ["SANDBOX_API_BASE", "SANDBOX_DEMO_CHAT", "create_app"]
 
 
 async def _seed_sandbox(runtime: Runtime, emulator: EmulatorState) -> None:
@@ -85,6 +87,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub: AibotHub | None = None
+        if emulator is not None and start_background:
+            # The 智能机器人 long connection goes to the emulator's endpoint (loopback).
+            hub = AibotHub(emulator)
+            await asyncio.to_thread(hub.start)
+        try:
+            async with _serving(app, hub):
+                yield
+        finally:
+            if hub is not None:
+                await asyncio.to_thread(hub.stop)
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI, hub: AibotHub | None) -> AsyncIterator[None]:
         http: httpx.AsyncClient | None = None
         api_base = settings.wecom_api_base
         if emulator_app is not None:
@@ -93,7 +109,13 @@ def create_app(
                 transport=httpx.ASGITransport(app=emulator_app), base_url=SANDBOX_API_BASE
             )
             api_base = SANDBOX_API_BASE
-        runtime = await build_runtime(settings, api_base=api_base, http=http, clock=clock)
+        runtime = await build_runtime(
+            settings,
+            api_base=api_base,
+            http=http,
+            clock=clock,
+            aibot_ws_url=hub.url if hub is not None else None,
+        )
         app.state.runtime = runtime
         if emulator is not None:
             await _seed_sandbox(runtime, emulator)

@@ -309,7 +309,12 @@ def simulate_message(
     elif at_bot:
         crypto = WeComCrypto(settings.callback_token, settings.aes_key, "")
         payload = aibot_text_json(
-            chat_id=chat, sender=member, content=f"@bot {text}", msg_id=secrets.token_hex(12)
+            chat_id=chat,
+            sender=member,
+            content=f"@bot {text}",
+            msg_id=secrets.token_hex(12),
+            # In sandbox the emulator issues it, so the answer comes back through it.
+            response_url=_sandbox_response_url(settings, target, chat) if settings.sandbox else "",
         )
         signed = sign_json(crypto, payload)
         answer = _post_callback(
@@ -329,6 +334,63 @@ def simulate_message(
             f"note: {member} looks like one of the corp's own members (staff), whom group "
             "rules exempt by default; a wm… id plays a customer"
         )
+
+
+def _sandbox_response_url(settings: Settings, target: ServerTarget, chat: str) -> str:
+    """A response_url the sandbox server's emulator issued, on the address its WeCom
+    client uses for the emulator (the only host it posts replies to)."""
+    import httpx
+
+    from bot.config.settings import SANDBOX_API_BASE, SANDBOX_API_PATH
+
+    endpoint = f"{target.url}{SANDBOX_API_PATH}/_emulator/aibot/response_codes"
+    try:
+        response = httpx.post(endpoint, json={"target": chat}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise _unreachable(settings, target, endpoint, exc) from None
+    if response.status_code != 201:
+        raise _fail(f"{endpoint} answered {response.status_code}: {response.text[:300]}")
+    return SANDBOX_API_BASE + str(response.json()["path"])
+
+
+@simulate_app.command("mention")
+def simulate_mention(
+    member: Annotated[str, typer.Option("--member", "-m", "--user", "--userid", help="sender id")],
+    text: Annotated[str, typer.Option("--text", "-t", help="what they ask the bot")],
+    chat: Annotated[
+        str, typer.Option("--chat", "--chat-id", "--group", help="chat id")
+    ] = DEMO_CHAT,
+    single: Annotated[bool, typer.Option(help="单聊 with the bot instead of a group")] = False,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, envvar="WECOM_BOT_URL")] = None,
+) -> None:
+    """An @-mention of the 智能机器人 over its long connection: the sandbox emulator
+    pushes it to the server, which answers on the same connection (`sandbox sent`)."""
+    import httpx
+
+    from bot.config.settings import SANDBOX_API_PATH
+
+    settings = _settings()
+    if not settings.sandbox:
+        raise _fail(
+            "on a configured server WeCom itself pushes @-mentions over the long connection; "
+            "`simulate mention` drives the sandbox emulator only (try `simulate message --at-bot`)"
+        )
+    target = _find_server(settings, url)
+    endpoint = f"{target.url}{SANDBOX_API_PATH}/_emulator/aibot/mentions"
+    body = {"sender": member, "text": text, "chat_id": None if single else chat}
+    try:
+        response = httpx.post(endpoint, json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        raise _unreachable(settings, target, endpoint, exc) from None
+    if response.status_code == 409:
+        raise _fail(
+            "the server's 智能机器人 long connection is not up yet; try again in a moment "
+            f"({response.json().get('detail', '')})"
+        )
+    if response.status_code != 201:
+        raise _fail(f"{endpoint} answered {response.status_code}: {response.text[:300]}")
+    where = "单聊" if single else chat
+    typer.echo(f"mention from {member} → {where}: pushed as {response.json()['req_id']}")
 
 
 def _archive_message(

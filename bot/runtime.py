@@ -22,6 +22,7 @@ from bot.config.playbooks import PlaybookSet, PlaybookStore
 from bot.config.settings import Settings
 from bot.directory import GroupDirectory, GroupSnapshot
 from bot.metrics import Metrics
+from bot.sources.aibot_link.link import LINK_LOOP, AibotLink
 from bot.sources.archive_pull.emulator import EmulatorArchiveSource
 from bot.sources.archive_pull.puller import PULL_LOOP, ArchivePuller
 from bot.sources.archive_pull.source import ArchiveSource
@@ -32,6 +33,7 @@ from bot.workers.claims import holder_is_gone
 from bot.workers.dispatch import Dispatcher
 from bot.workers.health import LoopHealth, backoff_seconds
 from bot.workers.inbox import BatchOutcome, InboxProcessor
+from handlers.channels import CONNECTION_CHANNELS
 from handlers.core.actions import Action, AddToWelcomeBatch
 from handlers.core.context import Context
 from handlers.core.executor import Executor
@@ -43,7 +45,7 @@ from handlers.features.touch import close_finished_enrollments
 from handlers.wiring import build_features
 from scheduler.engine import DueContext, DueEngine, DueReport
 from scheduler.periodic import PeriodicJob, PeriodicKind, make_due_now
-from storage import archive_cursor, db, inbox, outbox
+from storage import archive_cursor, db, inbox, leases, outbox
 from storage.inbox_append import InboxAppender, appender_for
 from storage.models import WelcomeBatch
 from storage.retention import apply_retention
@@ -75,6 +77,7 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     executor: Executor = field(default_factory=Executor)  # for admin actions (overturn …)
     puller: ArchivePuller | None = None  # SPEC §10: with an archive secret, or in sandbox
+    link: AibotLink | None = None  # SPEC §10: the 智能机器人 long connection, when configured
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     health: LoopHealth = field(default_factory=lambda: LoopHealth(utc_now))
@@ -218,6 +221,10 @@ class Runtime:
                     session, self.puller.name, holder_is_gone=holder_is_gone
                 ):
                     released += 1
+                if self.link is not None and await leases.release_dead_holder(
+                    session, self.link.name, holder_is_gone=holder_is_gone
+                ):
+                    released += 1
                 if released:
                     log.info("released %d claim(s) left by a previous run", released)
             woken = await outbox.wake_network_failures(session, now=now)
@@ -317,6 +324,10 @@ class Runtime:
         if puller is not None:
             puller.health = self.health
             loop_tasks.append(self._supervised(PULL_LOOP, lambda: puller.run(self.stop_event)))
+        link = self.link
+        if link is not None:
+            link.health = self.health
+            loop_tasks.append(self._supervised(LINK_LOOP, lambda: link.run(self.stop_event)))
         self.tasks = [asyncio.create_task(coro) for coro in loop_tasks]
 
     async def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -351,6 +362,8 @@ class Runtime:
                 await task
         if self.puller is not None:
             await self.puller.aclose()
+        if self.link is not None:
+            await self.link.aclose()
         await self.client.aclose()
         await self.appender.aclose()
         await self.engine.dispose()
@@ -394,6 +407,38 @@ def archive_source_for(
     )
 
 
+def aibot_link_for(
+    settings: Settings,
+    ws_url: str | None,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    appender: InboxAppender,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+    on_stored: Callable[[], None],
+    on_live: Callable[[], None],
+) -> AibotLink | None:
+    """SPEC §10: the long connection with the bot's credentials; in sandbox, to the
+    emulator's endpoint (`ws_url`) with the emulator's credentials."""
+    if not settings.aibot_linking:
+        return None
+    url = ws_url or (None if settings.sandbox else settings.wecom_aibot_ws_url)
+    if url is None:
+        return None  # sandbox without its emulator's endpoint (the `tick` command)
+    return AibotLink(
+        url=url,
+        bot_id=settings.aibot_id,
+        secret=settings.aibot_secret,
+        sessions=sessions,
+        appender=appender,
+        clock=clock,
+        heartbeat=settings.aibot_heartbeat_seconds,
+        metrics=metrics,
+        on_stored=on_stored,
+        on_live=on_live,
+    )
+
+
 async def build_runtime(
     settings: Settings,
     *,
@@ -401,7 +446,10 @@ async def build_runtime(
     http: httpx.AsyncClient | None = None,
     migrate: bool = True,
     clock: Callable[[], datetime] = utc_now,
+    aibot_ws_url: str | None = None,
 ) -> Runtime:
+    """`aibot_ws_url`: where the 智能机器人 long connection goes instead of
+    WECOM_AIBOT_WS_URL (the sandbox's emulator)."""
     engine = db.make_engine(settings.database_url)
     if migrate:
         await db.upgrade(engine)
@@ -467,6 +515,21 @@ async def build_runtime(
             lease=timedelta(seconds=settings.archive_lease_seconds),
             on_stored=processor.wake,
         )
+    link = aibot_link_for(
+        settings,
+        aibot_ws_url,
+        sessions=sessions,
+        appender=appender,
+        metrics=metrics,
+        clock=clock,
+        on_stored=processor.wake,
+        on_live=dispatcher.wake,
+    )
+    if link is not None:
+        runtime.link = link
+        client.aibot_link = link
+    # Replies on the long connection go out only where it is up (docs/architecture.md).
+    dispatcher.unavailable = lambda: () if link is not None and link.live else CONNECTION_CHANNELS
     periodic = PeriodicKind(runtime.periodic_jobs(), sessions, clock)
     runtime.engine_items = DueEngine(features.due_kinds)
     runtime.engine_all = DueEngine([*features.due_kinds, periodic])

@@ -279,6 +279,20 @@ class ScheduledJob(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class ServiceLease(Base):
+    """Which replica runs a service only one may run at a time (storage/leases.py): the
+    智能机器人 long connection, of which WeCom keeps one per bot (a newer connection
+    kicks the older). `holder` is the replica's claim token, `lease_until` when the
+    lease ends unless renewed."""
+
+    __tablename__ = "service_leases"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ArchiveCursor(Base):
     """Where pulling 会话内容存档 has got to, and who pulls (bot/sources/archive_pull).
 

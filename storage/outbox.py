@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,19 +58,27 @@ async def enqueue(session: AsyncSession, message: NewMessage, *, now: datetime) 
 COLS = columns(OutboxItem)
 
 
-def _due(now: datetime) -> Any:
+def _due(now: datetime, skip_channels: Collection[str] = ()) -> Any:
     # Messages to one destination go out in the order they were queued: only the
     # oldest unsent row of each order key (its head) may be claimed.
-    return and_(COLS.is_head, claimable(OutboxItem, held_status="sending", now=now))
+    due = and_(COLS.is_head, claimable(OutboxItem, held_status="sending", now=now))
+    return and_(due, COLS.channel.not_in(list(skip_channels))) if skip_channels else due
 
 
 async def claim(
-    session: AsyncSession, *, now: datetime, lease: timedelta, limit: int, token: str
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    token: str,
+    skip_channels: Collection[str] = (),
 ) -> list[int]:
+    """`skip_channels`: rows this claimer cannot send (a connection it does not hold)."""
     return await claim_ids(
         session,
         OutboxItem,
-        _due(now),
+        _due(now, skip_channels),
         [COLS.id],
         limit,
         {"status": "sending", "locked_until": now + lease, "claimed_by": token},
@@ -94,14 +102,16 @@ async def statuses(session: AsyncSession, ids: list[int]) -> dict[int, str]:
     return {item_id: status for item_id, status in rows}
 
 
-async def next_due_at(session: AsyncSession) -> datetime | None:
+async def next_due_at(
+    session: AsyncSession, *, skip_channels: Collection[str] = ()
+) -> datetime | None:
     """When the next row can be claimed: rows waiting behind an older unsent row of the
-    same destination do not count (they go when that one does)."""
-    result = await session.execute(
-        select(func.min(OutboxItem.next_attempt_at)).where(
-            OutboxItem.is_head, OutboxItem.status == "pending"
-        )
-    )
+    same destination do not count (they go when that one does), nor rows of channels
+    the caller cannot send."""
+    conditions = [OutboxItem.is_head, OutboxItem.status == "pending"]
+    if skip_channels:
+        conditions.append(OutboxItem.channel.not_in(list(skip_channels)))
+    result = await session.execute(select(func.min(OutboxItem.next_attempt_at)).where(*conditions))
     value: datetime | None = result.scalar_one_or_none()
     return value
 

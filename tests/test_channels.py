@@ -151,6 +151,8 @@ def test_rate_keys_find_their_channel_policy() -> None:
         "none",
         "private",
         "private_customer",
+        "aibot_response",
+        "aibot_stream",
     }
 
 

@@ -212,7 +212,7 @@ async def aibot_receive(request: Request) -> Response:
         raise _fail(runtime, path, 400, "decrypted payload is not JSON") from None
     if not isinstance(payload, dict):
         raise _fail(runtime, path, 400, "decrypted payload is not a JSON object")
-    await _store(runtime, path, normalize_aibot(payload, plaintext))
+    await _store(runtime, path, normalize_aibot(payload, plaintext, received_at=runtime.clock()))
     # An empty answer ("空包") is allowed; the reply goes later through response_url.
     return Response(status_code=200)
 

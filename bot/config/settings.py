@@ -26,8 +26,14 @@ SANDBOX_TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
 SANDBOX_AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
 SANDBOX_AGENT_ID = 1000002
 SANDBOX_API_PATH = "/sandbox/wecom"
+# The address the sandbox's WeCom client uses for the in-process emulator (no network).
+SANDBOX_API_BASE = "http://sandbox.invalid"
 # The emulator's 会话内容存档 secret (its GetChatData stand-in checks it).
 SANDBOX_ARCHIVE_SECRET = "sandbox-archive-secret"
+# The emulator's 智能机器人 long-connection credentials (its aibot_subscribe checks them).
+SANDBOX_AIBOT_ID = "sandbox-aibot"
+SANDBOX_AIBOT_SECRET = "sandbox-aibot-secret"
+DEFAULT_AIBOT_WS_URL = "wss://openws.work.weixin.qq.com"
 
 KNOWN_DB_SCHEMES = (
     "sqlite+aiosqlite",
@@ -68,6 +74,14 @@ class Settings(BaseSettings):
     wecom_archive_private_keys: str | None = None  # VER=path[,VER=path], checked at start
     wecom_archive_proxy: str = ""  # the SDK's proxy, for a host on the trusted-IP list
     archive_pull_seconds: float = Field(default=60.0, gt=0)
+    # SPEC §10: with both, `serve` holds the 智能机器人's long connection (sandbox: the
+    # emulator's, with its own credentials).
+    wecom_aibot_id: str | None = None
+    wecom_aibot_secret: str | None = None
+    wecom_aibot_ws_url: str = DEFAULT_AIBOT_WS_URL
+    # A ping this often; one not acknowledged within the same time reconnects. The
+    # replica's lease on the connection lasts three of these (renewed at each ping).
+    aibot_heartbeat_seconds: float = Field(default=30.0, gt=0, le=600)
 
     # Operational knobs with sensible defaults; not part of the public contract.
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
@@ -143,8 +157,32 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("wecom_aibot_ws_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with wss:// (or ws:// for a local fake)")
+        return value
+
+    @field_validator("wecom_aibot_id", "wecom_aibot_secret")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
+
     @model_validator(mode="after")
     def _complete_credentials(self) -> Settings:
+        if bool(self.wecom_aibot_id) != bool(self.wecom_aibot_secret):
+            given, absent = (
+                ("WECOM_AIBOT_ID", "WECOM_AIBOT_SECRET")
+                if self.wecom_aibot_id
+                else ("WECOM_AIBOT_SECRET", "WECOM_AIBOT_ID")
+            )
+            raise ValueError(
+                f"{given} is set, so {absent} must be set too (the 智能机器人's long "
+                "connection needs both; unset both to run without it)"
+            )
         if self.sandbox:
             return self
         if (
@@ -184,6 +222,20 @@ class Settings(BaseSettings):
     @property
     def archive_secret(self) -> str:
         return self.wecom_archive_secret or SANDBOX_ARCHIVE_SECRET
+
+    @property
+    def aibot_linking(self) -> bool:
+        """SPEC §10: hold the 智能机器人's long connection with its credentials; in
+        sandbox, the emulator's always."""
+        return self.sandbox or bool(self.wecom_aibot_id and self.wecom_aibot_secret)
+
+    @property
+    def aibot_id(self) -> str:
+        return self.wecom_aibot_id or SANDBOX_AIBOT_ID
+
+    @property
+    def aibot_secret(self) -> str:
+        return self.wecom_aibot_secret or SANDBOX_AIBOT_SECRET
 
     def archive_keys(self) -> PrivateKeys:
         """The RSA private keys by publickey_ver (read from their files on each call)."""

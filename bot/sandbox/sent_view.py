@@ -12,7 +12,7 @@ from bot.timefmt import local_iso
 
 def message_text(body: Mapping[str, Any]) -> str:
     """The text a recipient sees; the raw body when it is not a text or markdown message."""
-    for kind in ("text", "markdown"):
+    for kind in ("text", "markdown", "stream"):  # stream: a 智能机器人 long-connection reply
         part = body.get(kind)
         if isinstance(part, Mapping) and isinstance(part.get("content"), str):
             return str(part["content"])

@@ -101,13 +101,16 @@ def archive_text_record(
     }
 
 
-def aibot_text_json(*, chat_id: str | None, sender: str, content: str, msg_id: str) -> str:
+def aibot_text_json(
+    *, chat_id: str | None, sender: str, content: str, msg_id: str, response_url: str = ""
+) -> str:
+    """A 智能机器人 text callback (notes §4.2); `response_url` is where its reply goes."""
     payload: dict[str, object] = {
         "msgid": msg_id,
         "aibotid": "sandbox-aibot",
         "chattype": "group" if chat_id else "single",
         "from": {"userid": sender},
-        "response_url": "",
+        "response_url": response_url,
         "msgtype": "text",
         "text": {"content": content},
     }

@@ -41,7 +41,16 @@ def _quote(payload: dict[str, Any]) -> Quoted | None:
 AIBOT_KINDS = ("text", "mixed", "image", "voice", "file")
 
 
-def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
+def normalize_aibot(
+    payload: dict[str, Any],
+    plaintext: str,
+    *,
+    received_at: datetime | None = None,
+    req_id: str | None = None,
+) -> Incoming:
+    """One 智能机器人 message, from an HTTP callback or a long-connection frame (the same
+    JSON). `received_at`: when it came (the payload has no time; a response_url is valid
+    an hour from then); `req_id`: the long-connection frame's, for the reply to echo."""
     msg_id = str(payload.get("msgid") or "")
     key = f"aibot:{msg_id}" if msg_id else "sha:" + hashlib.sha256(plaintext.encode()).hexdigest()
     msgtype = str(payload.get("msgtype") or "")
@@ -52,7 +61,7 @@ def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
         event = Message(
             source="aibot",
             chat_id=str(payload.get("chatid") or "") or None,
-            occurred_at=datetime.now(UTC),
+            occurred_at=received_at or datetime.now(UTC),
             msg_id=msg_id or None,
             sender=str((payload.get("from") or {}).get("userid") or ""),
             msgtype=msgtype,
@@ -61,7 +70,8 @@ def normalize_aibot(payload: dict[str, Any], plaintext: str) -> Incoming:
             quote=_quote(payload),
             chat_type=chattype,
             mentioned_bot=True,
-            response_url=payload.get("response_url") or None,
+            response_url=str(payload.get("response_url") or "") or None,
+            aibot_req_id=req_id or None,
         )
     return Incoming(
         source="aibot",

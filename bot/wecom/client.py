@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -31,6 +31,22 @@ TOKEN_REFRESH_MARGIN = 300.0
 DEFAULT_TOKEN_TTL = 7200
 
 GETTOKEN_PATH = "/cgi-bin/gettoken"
+AIBOT_RESPONSE_PATH = "/cgi-bin/aibot/response"
+# errcode of a request the client refuses to make (a response_url off WeCom's host).
+REFUSED_ERRCODE = -5
+
+
+class AibotReplies(Protocol):
+    """The 智能机器人 long connection, where this process holds it (bot/sources/aibot_link)."""
+
+    async def respond(self, req_id: str, body: JSONDict) -> JSONDict: ...
+
+
+class NoLongConnection:
+    """This process holds no long connection: a reply on it cannot be sent from here."""
+
+    async def respond(self, req_id: str, body: JSONDict) -> JSONDict:
+        raise TransportError("this process holds no 智能机器人 long connection")
 
 
 class WeComClient:
@@ -60,6 +76,8 @@ class WeComClient:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = asyncio.Lock()
+        # Replies on the 智能机器人 long connection go through it (set by the runtime).
+        self.aibot_link: AibotReplies = NoLongConnection()
 
     async def __aenter__(self) -> WeComClient:
         return self
@@ -155,11 +173,12 @@ class WeComClient:
         params: Mapping[str, Any],
         json: JSONDict | None,
         retries: int,
+        url: str | None = None,
     ) -> JSONDict:
         attempt = 0
         while True:
             try:
-                return await self._send_once(method, path, params=params, json=json)
+                return await self._send_once(method, path, params=params, json=json, url=url)
             except WeComError as exc:
                 if exc.kind != "retry" or attempt >= retries:
                     raise
@@ -183,12 +202,16 @@ class WeComClient:
         *,
         params: Mapping[str, Any],
         json: JSONDict | None,
+        url: str | None = None,
     ) -> JSONDict:
+        """`url`: a whole address to call instead of api_base + path (a response_url);
+        `path` still names the call in errors and logs, which never show the address."""
         try:
             response = await self._http.request(
                 method,
-                self._api_base + path,
-                params=params,
+                url or self._api_base + path,
+                # httpx replaces a URL's own query with `params`, even an empty one.
+                params=params if url is None or params else None,
                 json=json,
                 timeout=self._timeout,
             )
@@ -247,6 +270,62 @@ class WeComClient:
         return await self.call(
             "POST", "/cgi-bin/externalcontact/add_msg_template", json=body, retries=retries
         )
+
+    async def aibot_response(
+        self, url: str, message: JSONDict, *, retries: int | None = None
+    ) -> JSONDict:
+        """POST a reply to a 智能机器人 message's response_url (plain JSON, no token).
+
+        Only to a URL on WECOM_API_BASE's scheme, host and port: the url comes in a
+        callback payload, and nothing in a payload may make the service call elsewhere.
+        A response_url takes one call within an hour, so any error WeCom answers (a used
+        or expired url) is final; transport errors and WeCom's "busy" codes retry."""
+        self._check_response_url(url)
+        try:
+            return await self._request(
+                "POST",
+                AIBOT_RESPONSE_PATH,
+                params={},
+                json=message,
+                retries=self._retries if retries is None else retries,
+                url=url,
+            )
+        except WeComError as exc:
+            if exc.kind in ("retry", "rate_limited"):
+                raise
+            raise WeComError(
+                exc.errcode,
+                exc.errmsg,
+                kind="permanent",
+                http_status=exc.http_status,
+                path=AIBOT_RESPONSE_PATH,
+            ) from None
+
+    def _check_response_url(self, url: str) -> None:
+        base = httpx.URL(self._api_base)
+        try:
+            given = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            given = None
+        if given is None or not given.is_absolute_url or given.scheme not in ("http", "https"):
+            raise WeComError(
+                REFUSED_ERRCODE,
+                "response_url is not an http(s) address; not called",
+                kind="permanent",
+                path=AIBOT_RESPONSE_PATH,
+            )
+        if (given.scheme, given.host, given.port) != (base.scheme, base.host, base.port):
+            raise WeComError(
+                REFUSED_ERRCODE,
+                f"response_url points at {given.host!r}, not WECOM_API_BASE's host "
+                f"{base.host!r}; not called",
+                kind="permanent",
+                path=AIBOT_RESPONSE_PATH,
+            )
+
+    async def aibot_respond(self, req_id: str, body: JSONDict) -> JSONDict:
+        """Reply on the 智能机器人 long connection (aibot_respond_msg echoing `req_id`)."""
+        return await self.aibot_link.respond(req_id, body)
 
     async def group_welcome_template_add(self, body: JSONDict) -> str:
         path = "/cgi-bin/externalcontact/group_welcome_template/add"

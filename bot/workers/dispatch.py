@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -80,6 +80,19 @@ async def always_wanted(session: AsyncSession, item: OutboxItem) -> str | None:
     return None
 
 
+def stale_reason(item: OutboxItem, now: datetime) -> str | None:
+    """Why the row's channel can no longer send it (an expired 智能机器人 reply)."""
+    try:
+        channel = channel_named(item.channel)
+    except CannotPost:
+        return None  # send_row fails it with the reason
+    return channel.stale_reason(dict(item.payload), now)
+
+
+def nothing_unavailable() -> Collection[str]:
+    return ()
+
+
 class Dispatcher(PollingWorker):
     name = "outbox dispatch"
 
@@ -95,8 +108,12 @@ class Dispatcher(PollingWorker):
         clock: Callable[[], datetime],
         batch_size: int = 20,
         tz: tzinfo = UTC,  # the zone log lines show times in (BOT_TIMEZONE)
+        # Channels this process cannot send right now (a long connection another replica
+        # holds, or none does): their rows are left to the process that can.
+        unavailable: Callable[[], Collection[str]] = nothing_unavailable,
     ) -> None:
         super().__init__()
+        self.unavailable = unavailable
         self.tz = tz
         self.sessions = sessions
         self.client = client
@@ -113,7 +130,12 @@ class Dispatcher(PollingWorker):
         token = new_token()
         async with self.sessions() as session, session.begin():
             ids = await outbox.claim(
-                session, now=now, lease=self.lease, limit=self.batch_size, token=token
+                session,
+                now=now,
+                lease=self.lease,
+                limit=self.batch_size,
+                token=token,
+                skip_channels=self.unavailable(),
             )
         for item_id in ids:
             await self._handle(item_id, token)
@@ -121,7 +143,7 @@ class Dispatcher(PollingWorker):
 
     async def idle_wait(self) -> float:
         async with self.sessions() as session:
-            due = await outbox.next_due_at(session)
+            due = await outbox.next_due_at(session, skip_channels=self.unavailable())
         if due is None:
             return 5.0
         return max(0.05, min(5.0, (due - self.clock()).total_seconds()))
@@ -174,6 +196,14 @@ class Dispatcher(PollingWorker):
                 await outbox.mark_cancelled(session, item_id, reason=reason, token=token)
                 self.metrics.sends.labels(item.channel, "cancelled").inc()
                 log.info("outbox %s cancelled: %s", item_id, reason)
+                return
+            stale = stale_reason(item, self.clock())
+            if stale is not None:
+                await outbox.mark_failed(
+                    session, item_id, error=stale, error_kind="expired", token=token
+                )
+                self.metrics.sends.labels(item.channel, "expired").inc()
+                log.warning("outbox %s not sent: %s", item_id, stale)
                 return
             reservation = await self._reserve_rate(session, item)
             if reservation.wait_until is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from storage.outbox import NewMessage
@@ -53,6 +54,12 @@ class SendClient(Protocol):
 
     async def add_msg_template(self, body: JSONDict, *, retries: int | None = None) -> JSONDict: ...
 
+    async def aibot_response(
+        self, url: str, message: JSONDict, *, retries: int | None = None
+    ) -> JSONDict: ...
+
+    async def aibot_respond(self, req_id: str, body: JSONDict) -> JSONDict: ...
+
 
 class Channel(ABC):
     """One outbound channel. Subclasses are stateless singletons (see registry.py)."""
@@ -64,6 +71,14 @@ class Channel(ABC):
     # 45009 from it pauses every send through that API, whatever the target. None: the
     # limit is the target's own (a webhook robot key), so a 45009 pauses that key alone.
     limited_api: ClassVar[str | None] = None
+    # True: only the process holding the channel's connection (the 智能机器人 long
+    # connection) can send its rows; every other dispatcher leaves them alone.
+    needs_connection: ClassVar[bool] = False
+
+    def stale_reason(self, payload: JSONDict, now: datetime) -> str | None:
+        """Why a row can no longer be sent at all (a reply whose response_url expired),
+        or None. The dispatcher asks right before a send and fails such a row."""
+        return None
 
     @abstractmethod
     async def send(self, client: SendClient, target: str, payload: JSONDict) -> JSONDict:

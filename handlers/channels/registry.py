@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from handlers.channels.aibot_reply import AibotReplyChannel
+from handlers.channels.aibot_response import AibotResponseChannel
+from handlers.channels.aibot_stream import AibotStreamChannel
 from handlers.channels.appchat import AppchatChannel
 from handlers.channels.appchat_members import AppchatMembersChannel
 from handlers.channels.base import (
@@ -27,12 +32,20 @@ GROUP_CHANNELS: dict[str, GroupChannel] = {
 PRIVATE_INTERNAL = PrivateInternalChannel()
 PRIVATE_CUSTOMER = PrivateCustomerChannel()
 APPCHAT_MEMBERS = AppchatMembersChannel()
+AIBOT_RESPONSE = AibotResponseChannel()
+AIBOT_STREAM = AibotStreamChannel()
 CHANNELS: dict[str, Channel] = {
     **GROUP_CHANNELS,
     APPCHAT_MEMBERS.name: APPCHAT_MEMBERS,
     PRIVATE_INTERNAL.name: PRIVATE_INTERNAL,
     PRIVATE_CUSTOMER.name: PRIVATE_CUSTOMER,
+    AIBOT_RESPONSE.name: AIBOT_RESPONSE,
+    AIBOT_STREAM.name: AIBOT_STREAM,
 }
+# Channels whose rows only the process holding their connection can send.
+CONNECTION_CHANNELS: frozenset[str] = frozenset(
+    name for name, channel in CHANNELS.items() if channel.needs_connection
+)
 CHANNEL_TYPES: tuple[str, ...] = tuple(GROUP_CHANNELS)
 CAPABILITIES: dict[str, Capabilities] = {
     name: channel.capabilities for name, channel in GROUP_CHANNELS.items()
@@ -115,5 +128,36 @@ def compose_private_text(
         text=text,
         origin=origin,
         chat_id=chat_id,
+        dedup_key=dedup_key,
+    )
+
+
+def compose_aibot_reply(
+    *,
+    req_id: str | None,
+    response_url: str | None,
+    received_at: datetime,
+    text: str,
+    origin: str,
+    chat_id: str | None,
+    member_id: str,
+    dedup_key: str | None,
+) -> NewMessage:
+    """A 智能机器人 reply: on the long connection when the message came on it, else once
+    through its response_url."""
+    channel: AibotReplyChannel
+    if req_id:
+        channel, handle = AIBOT_STREAM, req_id
+    elif response_url:
+        channel, handle = AIBOT_RESPONSE, response_url
+    else:
+        raise CannotPost("the 智能机器人 message has neither a req_id nor a response_url")
+    return channel.compose(
+        handle=handle,
+        received_at=received_at,
+        text=text,
+        origin=origin,
+        chat_id=chat_id,
+        member_id=member_id,
         dedup_key=dedup_key,
     )

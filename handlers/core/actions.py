@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from handlers.core.events import Message
+
 
 @dataclass(frozen=True)
 class Action:
@@ -48,6 +50,36 @@ class QueuePrivateText(Action):
     """Message one member privately: app message inside, owner-confirmed task outside."""
 
     chat_id: str
+    member_id: str
+    text: str
+    origin: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class AibotReplyTo:
+    """How a 智能机器人 message is answered through the bot: the long connection's
+    callback req_id, else its response_url; `received_at` starts the reply's hour."""
+
+    req_id: str | None
+    response_url: str | None
+    received_at: datetime
+
+    @classmethod
+    def of(cls, event: Message) -> AibotReplyTo | None:
+        """None unless the message came through the 智能机器人 with a way to answer it."""
+        if event.source != "aibot" or not (event.aibot_req_id or event.response_url):
+            return None
+        return cls(event.aibot_req_id, event.response_url, event.occurred_at)
+
+
+@dataclass(frozen=True)
+class QueueAibotReply(Action):
+    """Answer a 智能机器人 message through the bot itself (markdown): on its long
+    connection or once through its response_url. In a group the reply shows there."""
+
+    reply_to: AibotReplyTo
+    chat_id: str | None  # None: 单聊 with the member
     member_id: str
     text: str
     origin: str

@@ -93,7 +93,11 @@ class Message(_EventBase):
     mentions: list[str] = Field(default_factory=list)  # ids mentioned, where the source says
     chat_type: Literal["group", "single"] = "group"
     mentioned_bot: bool = False
+    # How a 智能机器人 message is answered through the bot itself: its response_url (HTTP
+    # callbacks: one POST within an hour), or the long connection's callback frame
+    # req_id, which the reply on that connection echoes.
     response_url: str | None = None
+    aibot_req_id: str | None = None
 
 
 class GroupCreated(_EventBase):

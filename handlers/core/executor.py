@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config.playbooks import PlaybookSet
 from handlers.channels import (
     CannotPost,
+    compose_aibot_reply,
     compose_group_text,
     compose_private_text,
     customer_sender,
@@ -29,6 +30,7 @@ from handlers.core.actions import (
     Action,
     CancelQueued,
     Note,
+    QueueAibotReply,
     QueueGroupText,
     QueuePrivateText,
     Stop,
@@ -55,6 +57,7 @@ class Executor:
             Note: _note,
             QueueGroupText: _queue_group_text,
             QueuePrivateText: _queue_private_text,
+            QueueAibotReply: _queue_aibot_reply,
             CancelQueued: _cancel_queued,
         }
 
@@ -177,6 +180,25 @@ async def _queue_private_text(action: QueuePrivateText, ctx: Context) -> None:
         )
     except CannotPost as exc:
         ctx.note(f"{action.origin}: private message to {action.member_id} not sent: {exc}")
+        return
+    ctx.queued.append((await outbox.enqueue(ctx.session, message, now=ctx.now)).id)
+
+
+async def _queue_aibot_reply(action: QueueAibotReply, ctx: Context) -> None:
+    reply_to = action.reply_to
+    try:
+        message = compose_aibot_reply(
+            req_id=reply_to.req_id,
+            response_url=reply_to.response_url,
+            received_at=reply_to.received_at,
+            text=action.text,
+            origin=action.origin,
+            chat_id=action.chat_id,
+            member_id=action.member_id,
+            dedup_key=_dedup_key(action.key, action.origin, ctx, action.member_id),
+        )
+    except CannotPost as exc:
+        ctx.note(f"{action.origin}: 智能机器人 reply not sent: {exc}")
         return
     ctx.queued.append((await outbox.enqueue(ctx.session, message, now=ctx.now)).id)
 

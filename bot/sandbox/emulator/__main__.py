@@ -16,6 +16,7 @@ import uvicorn
 
 from bot.config.settings import SANDBOX_AGENT_ID, SANDBOX_CORP_ID, SANDBOX_CORP_SECRET
 from bot.logs import configure_logging
+from bot.sandbox.emulator.aibot_ws import AibotHub
 from bot.sandbox.emulator.app import CONTROL_PREFIX, create_emulator_app
 from bot.sandbox.emulator.server import require_loopback
 from bot.sandbox.emulator.state import EmulatorState
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--agent-id", type=int, default=SANDBOX_AGENT_ID)
     parser.add_argument(
         "--webhook-limit", type=int, default=20, help="webhook messages per minute per key"
+    )
+    parser.add_argument(
+        "--ws-port", type=int, default=0, help="智能机器人 long-connection port (0: any free one)"
     )
     args = parser.parse_args(argv)
     try:
@@ -51,11 +55,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"  archive (ARCHIVE_SOURCE=emulator): WECOM_ARCHIVE_SECRET={state.archive_secret}; "
         f"add records at {base}{CONTROL_PREFIX}/archive"
     )
+    hub = AibotHub(state)
+    ws_url = hub.start(args.host, args.ws_port)
+    print(
+        f"  智能机器人 long connection: WECOM_AIBOT_WS_URL={ws_url} "
+        f"WECOM_AIBOT_ID={state.aibot_id} WECOM_AIBOT_SECRET={state.aibot_secret}; "
+        f"push an @-mention with POST {base}{CONTROL_PREFIX}/aibot/mentions"
+    )
     print(f"  sent log: {base}{CONTROL_PREFIX}/sent   API docs: {base}/docs")
     # Our logging: BOT_TIMEZONE stamps, and the access log never shows access_token,
     # corpsecret or a webhook key (uvicorn's own config would print them).
     configure_logging(_zone())
-    uvicorn.run(create_emulator_app(state), host=args.host, port=args.port, log_config=None)
+    try:
+        uvicorn.run(create_emulator_app(state), host=args.host, port=args.port, log_config=None)
+    finally:
+        hub.stop()
 
 
 def _zone() -> tzinfo:

@@ -220,6 +220,28 @@ def get_chat_data(state: EmulatorState, query: Mapping[str, str], body: JSONDict
     return {"chatdata": [entry.to_dict() for entry in state.archive_after(seq, limit)]}
 
 
+AIBOT_REPLY_LIMIT = 20480  # a stream's content limit (notes §4.5); markdown likewise here
+
+
+def aibot_response(state: EmulatorState, query: Mapping[str, str], body: JSONDict) -> JSONDict:
+    """A reply to a 智能机器人 message through its response_url: plain JSON, no
+    access_token, one call per response_code within an hour (notes §4.6). The real
+    errcode for a used or expired url is not documented; 40058 stands in for it."""
+    problem, target = state.use_response_code(query.get("response_code", ""))
+    if problem is not None:
+        raise ApiError(40058, problem)
+    msgtype = body.get("msgtype")
+    if msgtype not in ("markdown", "template_card"):
+        raise ApiError(40008)
+    payload = body.get(msgtype)
+    if not isinstance(payload, Mapping):
+        raise ApiError(40058, f"{msgtype} missing")
+    if msgtype == "markdown":
+        check_content(payload, "markdown.content", AIBOT_REPLY_LIMIT)
+    state.record("aibot/response", target or query.get("response_code", ""), body)
+    return {}
+
+
 def _known_template(state: EmulatorState, body: JSONDict) -> str:
     template_id = body.get("template_id")
     if not isinstance(template_id, str) or template_id not in state.welcome_templates:

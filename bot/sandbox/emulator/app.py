@@ -45,6 +45,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST", "/cgi-bin/finance/getchatdata", "finance/getchatdata", apis.get_chat_data, False
     ),
+    Endpoint("POST", "/cgi-bin/aibot/response", "aibot/response", apis.aibot_response, False),
     Endpoint(
         "POST",
         "/cgi-bin/externalcontact/add_msg_template",

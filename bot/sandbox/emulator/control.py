@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.sandbox.emulator.aibot_ws import AibotHub, NotConnected
 from bot.sandbox.emulator.state import EmulatorState, Fault, JSONDict
 
 
@@ -51,6 +52,23 @@ class ArchiveIn(BaseModel):
     records: list[dict[str, Any]] = Field(
         description="decrypted records (SPEC §6); a record without msgid gets one"
     )
+
+
+class MentionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender: str = Field(min_length=1, description="who writes (userid)")
+    text: str = Field(min_length=1, description="what they ask, without the @")
+    chat_id: str | None = Field(None, description="the group; none: 单聊 with the bot")
+    msgid: str | None = None
+
+
+class PingsIn(BaseModel):
+    ack: bool = Field(description="false: stop acknowledging the bot's pings")
+
+
+class ResponseCodeIn(BaseModel):
+    target: str = Field("", description="the chat or member the reply reaches (for the log)")
 
 
 def _members(members: list[MemberIn]) -> list[JSONDict]:
@@ -133,6 +151,49 @@ def control_router(state: EmulatorState) -> APIRouter:
     async def reset() -> dict[str, bool]:
         state.reset()
         return {"reset": True}
+
+    def hub_or_404() -> AibotHub:
+        hub: AibotHub | None = state.aibot_hub
+        if hub is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no long-connection endpoint runs")
+        return hub
+
+    @router.get("/aibot")
+    async def get_aibot() -> dict[str, Any]:
+        hub = hub_or_404()
+        return {"ws_url": hub.url, "connected": hub.connected, "subscribes": hub.subscribes}
+
+    @router.post("/aibot/mentions", status_code=status.HTTP_201_CREATED)
+    def post_mention(body: MentionIn) -> dict[str, str]:
+        """An @-mention (or a 单聊 message) pushed to the connected bot."""
+        hub = hub_or_404()
+        try:
+            req_id, msgid = hub.push_mention(
+                sender=body.sender, text=body.text, chat_id=body.chat_id, msgid=body.msgid
+            )
+        except NotConnected as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {"req_id": req_id, "msgid": msgid}
+
+    @router.post("/aibot/drop")
+    def post_drop() -> dict[str, int]:
+        """Close the bot's connection from the server side (it should reconnect)."""
+        return {"dropped": hub_or_404().drop()}
+
+    @router.put("/aibot/pings")
+    async def put_pings(body: PingsIn) -> dict[str, bool]:
+        hub_or_404().ack_pings = body.ack
+        return {"ack": body.ack}
+
+    @router.get("/aibot/frames")
+    async def get_frames() -> list[JSONDict]:
+        return hub_or_404().frames()
+
+    @router.post("/aibot/response_codes", status_code=status.HTTP_201_CREATED)
+    async def post_response_code(body: ResponseCodeIn) -> dict[str, str]:
+        """A response_url for an HTTP 智能机器人 callback (one call, one hour)."""
+        code = state.issue_response_code(body.target)
+        return {"response_code": code, "path": f"/cgi-bin/aibot/response?response_code={code}"}
 
     @router.get("/calls")
     async def get_calls() -> dict[str, int]:

@@ -11,6 +11,7 @@ from types import TracebackType
 
 import uvicorn
 
+from bot.sandbox.emulator.aibot_ws import AibotHub
 from bot.sandbox.emulator.app import create_emulator_app
 from bot.sandbox.emulator.state import EmulatorState
 
@@ -33,8 +34,25 @@ class RunningEmulator:
     state: EmulatorState
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
+    _hub: AibotHub | None = field(default=None, repr=False)
+
+    @property
+    def aibot(self) -> AibotHub:
+        """The 智能机器人 long-connection endpoint, started on first use (its own port)."""
+        if self._hub is None:
+            hub = AibotHub(self.state)
+            hub.start()
+            self._hub = hub
+        return self._hub
+
+    @property
+    def ws_url(self) -> str:
+        """WECOM_AIBOT_WS_URL for a bot that should hold its long connection here."""
+        return self.aibot.url
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._hub is not None:
+            self._hub.stop()
         self._server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():

@@ -22,6 +22,8 @@ from typing import Any
 
 from bot.config.settings import (
     SANDBOX_AGENT_ID,
+    SANDBOX_AIBOT_ID,
+    SANDBOX_AIBOT_SECRET,
     SANDBOX_ARCHIVE_SECRET,
     SANDBOX_CORP_ID,
     SANDBOX_CORP_SECRET,
@@ -37,6 +39,9 @@ TOKEN_EXPIRED = 42001
 
 # external_userid prefixes: wm… for WeChat customers, wo… for older ids (notes §5.3).
 EXTERNAL_PREFIXES = ("wm", "wo")
+
+# A 智能机器人 response_url takes one call within an hour (notes §4.6).
+RESPONSE_URL_TTL = 3600.0
 
 
 @dataclass
@@ -87,6 +92,8 @@ class EmulatorState:
         corp_secret: str = SANDBOX_CORP_SECRET,
         archive_secret: str = SANDBOX_ARCHIVE_SECRET,
         agent_id: int = SANDBOX_AGENT_ID,
+        aibot_id: str = SANDBOX_AIBOT_ID,
+        aibot_secret: str = SANDBOX_AIBOT_SECRET,
         token_ttl: int = 7200,
         webhook_rate_limit: int = 20,
         webhook_rate_window: float = 60.0,
@@ -97,6 +104,9 @@ class EmulatorState:
         self.corp_secret = corp_secret
         self.archive_secret = archive_secret
         self.agent_id = agent_id
+        # The 智能机器人's long-connection credentials (aibot_ws.py checks them).
+        self.aibot_id = aibot_id
+        self.aibot_secret = aibot_secret
         self.token_ttl = token_ttl
         # Real robots allow 20 messages per minute (notes §3, §10.2); tests lower it.
         self.webhook_rate_limit = webhook_rate_limit
@@ -117,6 +127,11 @@ class EmulatorState:
         self.archive: list[ArchiveEntry] = []
         self.archive_path: Path | None = None
         self._archive_seq = 0
+        # response_code -> (issued at, on self.clock; whom the reply reaches); used codes.
+        self._response_codes: dict[str, tuple[float, str]] = {}
+        self._used_codes: set[str] = set()
+        # The long-connection endpoint, when one runs (aibot_ws.AibotHub sets it).
+        self.aibot_hub: Any = None
         self._lock = threading.RLock()
 
     def reset(self) -> None:
@@ -130,6 +145,8 @@ class EmulatorState:
             self.calls.clear()
             self._tokens.clear()
             self._webhook_hits.clear()
+            self._response_codes.clear()
+            self._used_codes.clear()
             self._seq = 0
             if self.log_path is not None:
                 self.log_path.write_text("", encoding="utf-8")
@@ -361,6 +378,30 @@ class EmulatorState:
                 self.archive.append(entry)
                 self._archive_seq = max(self._archive_seq, entry.seq)
             return len(self.archive)
+
+    # -- 智能机器人 response_url ---------------------------------------------------------
+
+    def issue_response_code(self, target: str = "") -> str:
+        """A response_code as a callback's response_url carries it; `target` (the chat or
+        member) is what the sent log shows for the reply."""
+        code = secrets.token_urlsafe(24)
+        with self._lock:
+            self._response_codes[code] = (self.clock(), target)
+        return code
+
+    def use_response_code(self, code: str) -> tuple[str | None, str]:
+        """(what is wrong, or None; the reply's target). A code answers one call within
+        an hour of its callback, as WeCom documents; a second call is refused."""
+        with self._lock:
+            issued = self._response_codes.get(code)
+            if issued is None:
+                return "invalid response_code", ""
+            if code in self._used_codes:
+                return "response_url already used: it takes one call", issued[1]
+            if self.clock() - issued[0] > RESPONSE_URL_TTL:
+                return "response_url expired: it is valid for one hour", issued[1]
+            self._used_codes.add(code)
+            return None, issued[1]
 
     # -- faults -----------------------------------------------------------------------------
 

@@ -91,6 +91,31 @@ def addressed_to(reply: str, names: Sequence[str]) -> str:
     return "\n".join([_opening(names), rest]) if rest else _opening(names)
 
 
+def _markdown_title(title: str) -> str:
+    # Square brackets would end a link's text early.
+    return " ".join(title.split()).replace("[", "【").replace("]", "】")
+
+
+def markdown_reply(items: Sequence[Offered]) -> str:
+    """A 智能机器人 reply (markdown; it answers the asker in place, so no @名字): one
+    numbered line per item in lookup order, the title linked where the item has a link."""
+    lines = ["这些资料可能有帮助："]
+    for number, item in enumerate(items, start=1):
+        title = _markdown_title(item.title)
+        if item.url:
+            lines.append(f"{number}. [{title}]({item.url})")
+        else:
+            lines.append(_line(number, Offered(title, None, item.summary)))
+    return "\n".join(lines)
+
+
+def nothing_found_text(*, recorded: bool) -> str:
+    """An @-mention of the 智能机器人 that the library has nothing for still gets an answer."""
+    if recorded:
+        return "资料库里暂时还没有这方面的内容。你的问题已经记下来了，我们会尽快补上相关资料。"
+    return "资料库里暂时还没有这方面的内容，换个说法再问问看？"
+
+
 def task_summary(name: str, question: str) -> str:
     """The owner task in a customer group, where the bot cannot post itself."""
     shown = " ".join(question.split())

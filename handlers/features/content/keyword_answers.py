@@ -12,6 +12,10 @@ is kept in `unanswered_questions` for the content team.
 
 Staff are answered too: a colleague asking in the group is asking for the members
 who will read the answer. The bot's own messages and other robots are not.
+A question put to the 智能机器人 (an @-mention in a group, or 单聊) with a response_url
+or a long-connection req_id is answered through the bot itself, at once and past the
+cooldown, also in groups nobody registered and in 单聊 (the default playbook's
+`keywords:`); when the library has nothing, the asker still gets a short "nothing yet".
 In `mode: wait` a question that does not @-mention the bot is held instead
 (`keyword_wait.py`): answered `wait_minutes` later only if no member answered first.
 """
@@ -27,8 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.playbooks import Playbook
 from bot.config.playbooks.keywords_section import KeywordsSection
+from handlers.channels.aibot_reply import reply_target
 from handlers.channels.registry import group_channel
-from handlers.core.actions import Action, QueueGroupText
+from handlers.core.actions import Action, AibotReplyTo, QueueAibotReply, QueueGroupText
 from handlers.core.context import Context
 from handlers.core.events import Event, Message
 from handlers.core.executor import Executor
@@ -39,6 +44,8 @@ from handlers.features.content.answers import (
     Offered,
     asking,
     bare_text,
+    markdown_reply,
+    nothing_found_text,
     question_key,
     reply_text,
     task_summary,
@@ -148,6 +155,40 @@ async def offered_recently(ctx: Context, chat_id: str, since: datetime) -> dict[
     return known
 
 
+@dataclass(frozen=True)
+class Venue:
+    """Where a question was asked: a registered group; or, for a 智能机器人 message the bot
+    can answer itself, a group it is in that is not registered, or 单聊 with it."""
+
+    chat_key: str  # the chat id; `single:<member>` for 单聊 (keyword_answers rows, scope)
+    chat_id: str | None  # None in 单聊
+    group: Group | None  # None: not a registered group
+    playbook: Playbook
+    tags: tuple[str, ...]
+
+
+async def venue_of(event: Message, ctx: Context, reply_to: AibotReplyTo | None) -> Venue | None:
+    """A registered group follows its playbook; elsewhere only a 智能机器人 message is
+    answered (a group the bot is in but nobody registered: the playbook bound to that
+    chat id, else the default; 单聊: the default playbook)."""
+    if event.chat_type == "group":
+        if not event.chat_id:
+            return None
+        group = await ctx.group(event.chat_id)
+        if group is not None:
+            tags = tuple(str(tag) for tag in (group.tags or ()))
+            return Venue(
+                group.chat_id, group.chat_id, group, playbook_for(ctx.playbooks, group), tags
+            )
+        if reply_to is None:
+            return None
+        playbook = ctx.playbooks.for_group(event.chat_id, ())
+        return Venue(event.chat_id, event.chat_id, None, playbook, ())
+    if reply_to is None:
+        return None
+    return Venue(reply_target(None, event.sender)[:128], None, None, ctx.playbooks.default, ())
+
+
 class KeywordAnswers:
     """The handler with its process's index (one per runtime: `handlers/wiring.py`)."""
 
@@ -164,14 +205,17 @@ class KeywordAnswers:
 
     async def on_message(self, event: Event, ctx: Context) -> list[Action]:
         assert isinstance(event, Message)
-        if event.msgtype not in ASKED_KINDS or event.chat_type != "group":
+        if event.msgtype not in ASKED_KINDS:
             return []
-        if not event.chat_id or not event.sender or is_robot(event.sender):
+        if not event.sender or is_robot(event.sender):
             return []
-        group = await ctx.group(event.chat_id)
-        if group is None:
+        # A 智能机器人 message with a response_url or a long-connection req_id is answered
+        # through the bot itself, wherever it was asked.
+        reply_to = AibotReplyTo.of(event)
+        venue = await venue_of(event, ctx, reply_to)
+        if venue is None:
             return []
-        playbook = playbook_for(ctx.playbooks, group)
+        playbook = venue.playbook
         section = playbook.keywords
         if section is None or not section.enabled:
             return []
@@ -186,20 +230,21 @@ class KeywordAnswers:
         library = await self._library(ctx, at)
         cooldown = timedelta(seconds=section.group_cooldown_seconds)
         interval = timedelta(seconds=section.group_interval_seconds)
-        recent = await offered_recently(ctx, group.chat_id, at - max(cooldown, interval))
+        recent = await offered_recently(ctx, venue.chat_key, at - max(cooldown, interval))
         if interval and not why.mentioned and recent:
             # One reply per interval in a group: a burst of questions is not a burst of bot.
             last = max(recent.values())
             if abs(at - last) < interval:
                 ctx.note("keyword answer: the group had one within group_interval_seconds")
                 return []
-        tags = tuple(str(tag) for tag in (group.tags or ()))
 
         def in_scope(item_id: int) -> bool:
             entry = library.items.get(item_id)
-            return entry is not None and applies_to(entry.scope, group.chat_id, tags)
+            return entry is not None and applies_to(entry.scope, venue.chat_key, venue.tags)
 
         def admit(item_id: int) -> bool:
+            if reply_to is not None:
+                return in_scope(item_id)  # asked of the bot itself: it always answers
             last = recent.get(item_id)
             return in_scope(item_id) and (last is None or abs(at - last) >= cooldown)
 
@@ -212,43 +257,57 @@ class KeywordAnswers:
             if library.index.lookup(asked, limit=1, threshold=section.threshold, admit=in_scope):
                 ctx.note("keyword answer: in cooldown")
                 return []
-            return await self._miss(event, ctx, section, why.triggered or why.question, source_key)
+            return await self._miss(
+                event, ctx, venue, section, why.triggered or why.question, source_key, reply_to
+            )
         item_ids = tuple(match.item_id for match in matches)
         for item_id in item_ids:
             recent[item_id] = at
         return await self._answer(
-            event, ctx, group, section, library, item_ids, source_key, mentioned=why.mentioned
+            event,
+            ctx,
+            venue,
+            section,
+            library,
+            item_ids,
+            source_key,
+            mentioned=why.mentioned,
+            reply_to=reply_to,
         )
 
     async def _miss(
         self,
         event: Message,
         ctx: Context,
+        venue: Venue,
         section: KeywordsSection,
         question: bool,
         source_key: str,
+        reply_to: AibotReplyTo | None,
     ) -> list[Action]:
-        assert event.chat_id
         key = question_key(event.text)
-        if not question or not key:
-            return []
+        # A question put to the 智能机器人 is a question even when not phrased as one.
+        recorded = bool(key) and (question or reply_to is not None)
         asked = bare_text(event.text)[:MAX_QUESTION_CHARS]
-        actions: list[Action] = [
-            RecordUnanswered(
-                chat_id=event.chat_id,
-                member_id=event.sender,
-                text=asked,
-                normalized_key=key,
-                source_key=source_key,
-                asked_at=event.occurred_at,
+        actions: list[Action] = []
+        if recorded:
+            actions.append(
+                RecordUnanswered(
+                    chat_id=venue.chat_key,
+                    member_id=event.sender,
+                    text=asked,
+                    normalized_key=key,
+                    source_key=source_key,
+                    asked_at=event.occurred_at,
+                )
             )
-        ]
-        experts = experts_for(asked, section.experts, event.sender)
-        if experts:
+        experts = experts_for(asked, section.experts, event.sender) if recorded else ()
+        if experts and venue.group is not None:
             # Nobody may answer it for a while: then the one who knows the field is asked.
+            chat_id = venue.group.chat_id
             due = event.occurred_at + timedelta(minutes=section.expert_after_minutes)
             hold = ScheduleWait(
-                chat_id=event.chat_id,
+                chat_id=chat_id,
                 member_id=event.sender,
                 source_key=source_key,
                 asked_at=event.occurred_at,
@@ -260,31 +319,59 @@ class KeywordAnswers:
                 question_key=key,
                 experts=experts,
             )
-            held = join_or_schedule(await pending_waits(ctx, event.chat_id), hold)
+            held = join_or_schedule(await pending_waits(ctx, chat_id), hold)
             if held is not None:
                 ctx.note(f"keyword answer: experts {list(experts)} cued at {due.isoformat()}")
                 actions.append(held)
+        if reply_to is not None:  # an @-mention deserves an answer, even "nothing yet"
+            actions.append(
+                aibot_reply(
+                    reply_to,
+                    chat_id=venue.chat_id,
+                    member_id=event.sender,
+                    text=nothing_found_text(recorded=recorded),
+                    source_key=source_key,
+                )
+            )
         return actions
 
     async def _answer(
         self,
         event: Message,
         ctx: Context,
-        group: Group,
+        venue: Venue,
         section: KeywordsSection,
         library: Library,
         item_ids: tuple[int, ...],
         source_key: str,
         *,
         mentioned: bool,
+        reply_to: AibotReplyTo | None,
     ) -> list[Action]:
-        playbook = playbook_for(ctx.playbooks, group)
-        membership = await get_membership(ctx.session, group.chat_id, event.sender)
-        name = member_name(membership, playbook)
+        playbook = venue.playbook
         offered = [
             Offered(entry.title, entry.url, entry.summary)
             for entry in (library.items[item_id] for item_id in item_ids)
         ]
+        record = RecordAnswer(venue.chat_key, event.sender, item_ids, source_key, event.occurred_at)
+        if reply_to is not None:
+            ctx.note(f"keyword answer: items {list(item_ids)} (智能机器人 reply)")
+            deliver = delivery(
+                venue.group,
+                playbook,
+                member_id=event.sender,
+                name="",
+                question=bare_text(event.text),
+                text=markdown_reply(offered),
+                source_key=source_key,
+                reply_to=reply_to,
+                chat_id=venue.chat_id,
+            )
+            return [record, deliver]
+        group = venue.group
+        assert group is not None  # only 智能机器人 messages are answered outside groups
+        membership = await get_membership(ctx.session, group.chat_id, event.sender)
+        name = member_name(membership, playbook)
         text = reply_text(name, offered)
         if section.mode == "wait" and not mentioned:
             # 群友交流 > 群主回答: give members the first word; answered later if nobody did.
@@ -306,7 +393,6 @@ class KeywordAnswers:
             elif held is not None:
                 ctx.note(f"keyword answer: items {list(item_ids)} wait until {due.isoformat()}")
             return [held] if held is not None else []
-        record = RecordAnswer(group.chat_id, event.sender, item_ids, source_key, event.occurred_at)
         deliver = delivery(
             group,
             playbook,
@@ -320,8 +406,16 @@ class KeywordAnswers:
         return [record, deliver]
 
 
+def aibot_reply(
+    reply_to: AibotReplyTo, *, chat_id: str | None, member_id: str, text: str, source_key: str
+) -> QueueAibotReply:
+    """The reply through the 智能机器人, keyed like every keyword answer (one per message)."""
+    key = f"{ORIGIN}:{reply_target(chat_id, member_id)}:{source_key}"[:200]
+    return QueueAibotReply(reply_to, chat_id, member_id, text, ORIGIN, key=key)
+
+
 def delivery(
-    group: Group,
+    group: Group | None,
     playbook: Playbook,
     *,
     member_id: str,
@@ -329,9 +423,19 @@ def delivery(
     question: str,
     text: str,
     source_key: str,
+    reply_to: AibotReplyTo | None = None,
+    chat_id: str | None = None,
 ) -> Action:
-    """Where a reply goes: into the group where its channel posts at once, else an owner
-    task with the reply ready to paste (customer groups). At once or after a wait alike."""
+    """Where a reply goes: a question asked of the 智能机器人 (`reply_to`) back through
+    it, in its group (`chat_id`) or 单聊; otherwise into the group where its channel
+    posts at once, else an owner task with the reply ready to paste (customer groups).
+    At once or after a wait alike."""
+    if reply_to is not None:
+        where = group.chat_id if group is not None else chat_id
+        return aibot_reply(
+            reply_to, chat_id=where, member_id=member_id, text=text, source_key=source_key
+        )
+    assert group is not None
     key = f"{ORIGIN}:{group.chat_id}:{source_key}"[:200]
     if group_channel(group.channel_type).capabilities.immediate:
         return QueueGroupText(group.chat_id, text, ORIGIN, key=key, member_id=member_id)

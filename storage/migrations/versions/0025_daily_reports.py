@@ -1,7 +1,7 @@
 """daily_reports and knowledge_point_uses: the daily 早报, once per group and day
 
 Revision ID: 0025
-Revises: 0024
+Revises: 0027
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025"
-down_revision: str | None = "0024"
+down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
