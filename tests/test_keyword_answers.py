@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -171,10 +171,23 @@ def generated(count: int) -> list[ContentIn]:
     ]
 
 
-@pytest.fixture
-async def live(
-    database_url: str, templates_dir: Path, emulator: RunningEmulator
+@asynccontextmanager
+async def library_service(
+    database_url: str,
+    templates_dir: Path,
+    emulator: RunningEmulator,
+    items: list[ContentIn],
+    *,
+    edits: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[LiveApp, Clock]]:
+    """The live service with one webhook group of MEMBERS and `items` in the library;
+    `edits` replaces lines of the shipped default playbook first (each must be there)."""
+    playbook = templates_dir / "default.yaml"
+    text = playbook.read_text(encoding="utf-8")
+    for old, new in (edits or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    playbook.write_text(text, encoding="utf-8")
     clock = Clock(T0)
     async with live_webhook_group(
         database_url=database_url,
@@ -186,11 +199,20 @@ async def live(
         members=MEMBERS,
         joined=True,
     ) as app:
-        async with app.runtime.sessions() as session:
-            items = [*generated(1200), INVOICE_EXTERNAL, INVOICE_OWN, SOCIAL, OTHER_GROUP]
-            await upsert_many(session, items, now=T0)
-            await session.commit()
+        for start in range(0, len(items), 500):  # as `wecom-bot content import` stores them
+            async with app.runtime.sessions() as session:
+                await upsert_many(session, items[start : start + 500], now=T0)
+                await session.commit()
         yield app, clock
+
+
+@pytest.fixture
+async def live(
+    database_url: str, templates_dir: Path, emulator: RunningEmulator
+) -> AsyncIterator[tuple[LiveApp, Clock]]:
+    items = [*generated(1200), INVOICE_EXTERNAL, INVOICE_OWN, SOCIAL, OTHER_GROUP]
+    async with library_service(database_url, templates_dir, emulator, items) as service:
+        yield service
 
 
 def answers(emulator: RunningEmulator) -> list[str]:
@@ -413,25 +435,14 @@ WAIT = timedelta(minutes=5)  # the shipped playbook's wait_minutes
 async def waiting(
     database_url: str, templates_dir: Path, emulator: RunningEmulator
 ) -> AsyncIterator[tuple[LiveApp, Clock]]:
-    playbook = templates_dir / "default.yaml"
-    text = playbook.read_text(encoding="utf-8")
-    assert "  mode: immediate\n" in text
-    playbook.write_text(text.replace("  mode: immediate\n", "  mode: wait\n"), encoding="utf-8")
-    clock = Clock(T0)
-    async with live_webhook_group(
-        database_url=database_url,
-        templates_dir=templates_dir,
-        emulator=emulator,
-        clock=clock,
-        chat_id=GROUP,
-        name="答疑群",
-        members=MEMBERS,
-        joined=True,
-    ) as app:
-        async with app.runtime.sessions() as session:
-            await upsert_many(session, [INVOICE_OWN, SOCIAL], now=T0)
-            await session.commit()
-        yield app, clock
+    async with library_service(
+        database_url,
+        templates_dir,
+        emulator,
+        [INVOICE_OWN, SOCIAL],
+        edits={"  mode: immediate\n": "  mode: wait\n"},
+    ) as service:
+        yield service
 
 
 async def waits(app: LiveApp) -> list[tuple[str, str, str]]:
@@ -579,35 +590,23 @@ EXPERTS_YAML = """  experts:
 """
 
 
-@asynccontextmanager
-async def with_experts(
+def with_experts(
     database_url: str,
     templates_dir: Path,
     emulator: RunningEmulator,
     *,
     cue: str,
     members: str = "zhangsan",
-) -> AsyncIterator[tuple[LiveApp, Clock]]:
-    playbook = templates_dir / "default.yaml"
-    text = playbook.read_text(encoding="utf-8")
+) -> AbstractAsyncContextManager[tuple[LiveApp, Clock]]:
     experts = EXPERTS_YAML.format(members=members)
     section = f"  group_cooldown_seconds: 60\n{experts}  expert_cue: {cue}\n"
-    playbook.write_text(text.replace("  group_cooldown_seconds: 60\n", section), encoding="utf-8")
-    clock = Clock(T0)
-    async with live_webhook_group(
-        database_url=database_url,
-        templates_dir=templates_dir,
-        emulator=emulator,
-        clock=clock,
-        chat_id=GROUP,
-        name="答疑群",
-        members=MEMBERS,
-        joined=True,
-    ) as app:
-        async with app.runtime.sessions() as session:
-            await upsert_many(session, [INVOICE_OWN, SOCIAL], now=T0)
-            await session.commit()
-        yield app, clock
+    return library_service(
+        database_url,
+        templates_dir,
+        emulator,
+        [INVOICE_OWN, SOCIAL],
+        edits={"  group_cooldown_seconds: 60\n": section},
+    )
 
 
 EXPERT_AFTER = timedelta(minutes=10)
@@ -671,29 +670,17 @@ async def test_a_group_cue_names_the_expert_in_the_group(
 async def test_group_interval_one_reply_per_interval_but_mentions_always(
     database_url: str, templates_dir: Path, emulator: RunningEmulator
 ) -> None:
-    playbook = templates_dir / "default.yaml"
-    text = playbook.read_text(encoding="utf-8")
-    playbook.write_text(
-        text.replace(
-            "  group_cooldown_seconds: 60\n",
-            "  group_cooldown_seconds: 60\n  group_interval_seconds: 30\n",
-        ),
-        encoding="utf-8",
-    )
-    clock = Clock(T0)
-    async with live_webhook_group(
-        database_url=database_url,
-        templates_dir=templates_dir,
-        emulator=emulator,
-        clock=clock,
-        chat_id=GROUP,
-        name="答疑群",
-        members=MEMBERS,
-        joined=True,
-    ) as app:
-        async with app.runtime.sessions() as session:
-            await upsert_many(session, [INVOICE_OWN, SOCIAL], now=T0)
-            await session.commit()
+    async with library_service(
+        database_url,
+        templates_dir,
+        emulator,
+        [INVOICE_OWN, SOCIAL],
+        edits={
+            "  group_cooldown_seconds: 60\n": (
+                "  group_cooldown_seconds: 60\n  group_interval_seconds: 30\n"
+            )
+        },
+    ) as (app, clock):
         await say(app, clock, "g1", "wmA", "有没有增值税发票的资料？")
         clock.advance(10)
         await say(app, clock, "g2", "wmB", "新员工的社保怎么缴纳呢？")

@@ -5,26 +5,24 @@ this one shows they hold with ten thousand items and keywords in the index."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from bot.sandbox.emulator.server import RunningEmulator
-from handlers.features.content.library import ContentIn, upsert_many
+from handlers.features.content.library import ContentIn
 from storage.models import ContentItem
-from tests.helpers import Clock, LiveApp, live_webhook_group, settle
+from tests.helpers import Clock, LiveApp, settle
 from tests.test_keyword_answers import (
-    GROUP,
     INVOICE_EXTERNAL,
     INVOICE_OWN,
-    MEMBERS,
     OTHER_GROUP,
     SOCIAL,
     T0,
     answers,
+    library_service,
     say,
     waits,
 )
@@ -52,35 +50,16 @@ def library(size: int) -> list[ContentIn]:
     return [*filler, *named]
 
 
-@asynccontextmanager
-async def scaled_service(
+def scaled_service(
     database_url: str, templates_dir: Path, emulator: RunningEmulator, *, mode: str
-) -> AsyncIterator[tuple[LiveApp, Clock]]:
-    playbook = templates_dir / "default.yaml"
-    text = playbook.read_text(encoding="utf-8")
-    assert "  mode: immediate\n" in text
-    playbook.write_text(text.replace("  mode: immediate\n", f"  mode: {mode}\n"), encoding="utf-8")
-    clock = Clock(T0)
-    async with live_webhook_group(
-        database_url=database_url,
-        templates_dir=templates_dir,
-        emulator=emulator,
-        clock=clock,
-        chat_id=GROUP,
-        name="答疑群",
-        members=MEMBERS,
-        joined=True,
-    ) as app:
-        items = library(LIBRARY_SIZE)
-        for start in range(0, len(items), 500):  # as `wecom-bot content import` stores them
-            async with app.runtime.sessions() as session:
-                await upsert_many(session, items[start : start + 500], now=T0)
-                await session.commit()
-        async with app.runtime.sessions() as session:
-            assert await session.scalar(select(func.count()).select_from(ContentItem)) == (
-                LIBRARY_SIZE
-            )
-        yield app, clock
+) -> AbstractAsyncContextManager[tuple[LiveApp, Clock]]:
+    return library_service(
+        database_url,
+        templates_dir,
+        emulator,
+        library(LIBRARY_SIZE),
+        edits={"  mode: immediate\n": f"  mode: {mode}\n"},
+    )
 
 
 async def test_a_ten_thousand_item_library_answers_the_way_a_small_one_does(
@@ -90,6 +69,9 @@ async def test_a_ten_thousand_item_library_answers_the_way_a_small_one_does(
         app,
         clock,
     ):
+        async with app.runtime.sessions() as session:
+            stored = await session.scalar(select(func.count()).select_from(ContentItem))
+        assert stored == LIBRARY_SIZE
         # Two keywords (发票, 报销): one reply, own item first, the other group's item not.
         await say(app, clock, "k1", "wmA", "有没有发票报销的资料？")
         [reply] = answers(emulator)
