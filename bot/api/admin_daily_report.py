@@ -4,7 +4,6 @@ nothing and a send-now answers 409), and the history of what went out or why not
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from typing import Annotated
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
+from bot.api.fields import query_day
 from bot.config.playbooks import Playbook
 from bot.config.playbooks.daily_report_section import DailyReportSection
 from bot.runtime import Runtime
@@ -32,7 +32,6 @@ from storage.models import DailyReport
 
 router = APIRouter(prefix="/admin", tags=["admin: 早报"], dependencies=[AdminDep])
 
-DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 HISTORY_DAYS = 30
 
 DateQuery = Annotated[
@@ -111,16 +110,9 @@ class PreviewOut(BaseModel):
 
 def _day(value: str | None, runtime: Runtime, name: str = "date") -> date:
     today = runtime.clock().astimezone(runtime.settings.tz).date()
-    if value is None:
-        return today
-    try:
-        if not DAY.match(value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(
-            status_code=422, detail=f"{name} must be a day like 2026-12-07, got {value!r}"
-        ) from None
+    day = query_day(value, name, today)
+    assert day is not None
+    return day
 
 
 def _section(playbook: Playbook) -> DailyReportSection:

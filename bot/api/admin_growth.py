@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Annotated, Literal
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
+from bot.api.fields import query_day
 from bot.timefmt import LocalTime, local_iso
 from handlers.features.growth.inviters import InviterLine, inviters_report, weeks_between
 from handlers.features.growth.leads import (
@@ -38,7 +38,6 @@ router = APIRouter(prefix="/admin", tags=["admin: growth"], dependencies=[AdminD
 
 MemberId = Annotated[str, Path(min_length=1, max_length=128)]
 Format = Literal["json", "csv"]
-DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DEFAULT_DAYS = 28  # the inviter report's default range: the last four weeks
 MAX_DAYS = 366
 # A cell Excel would run as a formula: member names come from outside (external
@@ -278,16 +277,9 @@ async def get_leads(
 
 
 def _day(value: str | None, name: str, default: date) -> date:
-    if value is None:
-        return default
-    try:
-        if not DAY.match(value):
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(
-            status_code=422, detail=f"{name} must be a date like 2026-11-30, not {value!r}"
-        ) from None
+    day = query_day(value, name, default)
+    assert day is not None
+    return day
 
 
 def _inviter_out(line: InviterLine) -> InviterOut:

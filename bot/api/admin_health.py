@@ -39,14 +39,15 @@ class HealthOverview(BaseModel):
     groups: list[HealthOut]  # groups with the most figures below goal first
 
 
-def chosen_week(runtime: Runtime, label: str | None) -> Week:
+def chosen_week(runtime: Runtime, label: str | None, default: Week | None = None) -> Week:
+    """The `week=YYYY-Www` parameter; absent: `default`, else this week (BOT_TIMEZONE)."""
     tz = runtime.settings.tz
     if label is None:
-        return week_of(runtime.clock().astimezone(tz).date(), tz)
+        return default or week_of(runtime.clock().astimezone(tz).date(), tz)
     try:
         return parse_week(label, tz)
     except BadWeek as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
 async def group_health(

@@ -3,7 +3,6 @@ ledger as CSV, and the monthly leaderboard across every group."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -13,7 +12,7 @@ from sqlalchemy import and_, func, select
 from bot.api.admin_points import EntryOut, Standing, month_bounds
 from bot.api.csv_export import csv_response
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
-from bot.api.fields import NonBlank
+from bot.api.fields import NonBlank, query_day
 from bot.timefmt import local_iso
 from handlers.core.playbooks import playbook_for
 from handlers.features.points.good_content import GrantRefused, UnknownMessage, grant
@@ -86,17 +85,6 @@ async def post_good_content(
     )
 
 
-def _day(value: str | None, name: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(
-            status_code=422, detail=f"{name} must be a date like 2026-11-01"
-        ) from None
-
-
 @router.get("/points/export", response_class=Response)
 async def export_points(
     runtime: RuntimeDep,
@@ -111,7 +99,7 @@ async def export_points(
 ) -> Response:
     """The ledger's lines as CSV (UTF-8 with BOM, times in BOT_TIMEZONE), oldest first."""
     tz = runtime.settings.tz
-    first, last = _day(from_, "from"), _day(to, "to")
+    first, last = query_day(from_, "from"), query_day(to, "to")
     if first is not None and last is not None and first > last:
         raise HTTPException(status_code=422, detail="from must not be after to")
     if chat_id is not None:

@@ -9,11 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from bot.api.admin_health import chosen_week
 from bot.api.deps import AdminDep, RuntimeDep, SessionDep, known_group
 from bot.runtime import Runtime
 from bot.timefmt import LocalTime
 from handlers.core.playbooks import playbook_for
-from handlers.features.health.read import BadWeek, Week, parse_week
+from handlers.features.health.read import Week
 from handlers.features.weekly_digest.compose import Draft, due_at, week_before, week_words
 from handlers.features.weekly_digest.schedule import (
     DigestConflict,
@@ -78,14 +79,9 @@ class DigestOut(BaseModel):
     resources: list[ResourceOut]
 
 
-def chosen_week(runtime: Runtime, label: str | None) -> Week:
-    tz = runtime.settings.tz
-    if label is None:
-        return week_before(runtime.clock(), tz)
-    try:
-        return parse_week(label, tz)
-    except BadWeek as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+def last_week(runtime: Runtime, label: str | None) -> Week:
+    """The 群刊's week: the one named, else the last whole week."""
+    return chosen_week(runtime, label, week_before(runtime.clock(), runtime.settings.tz))
 
 
 def _view(
@@ -126,7 +122,7 @@ async def preview(
     """The week's 群刊 as it would be sent now (threads, resources, text) and its row's
     state. Marks nothing: a later scheduled send is unaffected."""
     group = await known_group(session, chat_id)
-    chosen = chosen_week(runtime, week)
+    chosen = last_week(runtime, week)
     tz = runtime.settings.tz
     playbook = playbook_for(runtime.playbook_set, group)
     section = section_or_default(playbook)
@@ -151,7 +147,7 @@ async def post_send_now(
     it was sent already, the playbook has no 群刊, or the week had fewer threads than
     `min_threads`; 422 for a week that is not over."""
     group = await known_group(session, chat_id)
-    chosen = chosen_week(runtime, week)
+    chosen = last_week(runtime, week)
     now = runtime.clock()
     tz = runtime.settings.tz
     if now < chosen.end:
