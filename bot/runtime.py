@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config.playbooks import PlaybookSet, PlaybookStore
 from bot.config.settings import Settings
+from bot.daily_report_confirmations import follow_confirmations
 from bot.directory import GroupDirectory, GroupSnapshot
 from bot.metrics import Metrics
 from bot.sources.aibot_link.link import LINK_LOOP, AibotLink
@@ -162,10 +163,16 @@ class Runtime:
         return f"{len(actions)} health digest(s)" if actions else ""
 
     async def follow_daily_report_mass_sends(self) -> str:
-        """Customer groups' 早报: what WeCom answered to the mass send (its msgid)."""
+        """Customer groups' 早报: what WeCom answered to the mass send (its msgid), then
+        whether the owner confirmed it (bot/daily_report_confirmations.py)."""
         async with self.sessions() as session, session.begin():
             changed = await follow_mass_sends(session)
-        return f"{changed} 早报 mass send(s) followed" if changed else ""
+        confirmations = await follow_confirmations(
+            self.sessions, self.client, now=self.clock(), tz=self.settings.tz
+        )
+        notes = [f"{changed} 早报 mass send(s) followed"] if changed else []
+        notes += [f"{count} {state}" for state, count in sorted(confirmations.items())]
+        return ", ".join(notes)
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         async def templates() -> str:

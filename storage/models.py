@@ -834,9 +834,14 @@ class DailyReport(Base):
     delivery: Mapped[str | None] = mapped_column(String(16))  # group | mass_send | owner_task
     knowledge_item_id: Mapped[int | None] = mapped_column(IdType)
     # Customer groups: queued → awaiting_confirmation (WeCom took the mass send; the
-    # owner confirms in the client) | failed. WeCom's msgid of the mass send, when told.
+    # owner confirms in the client) → confirmed (with the time WeCom sent it) |
+    # unconfirmed (the day ended unsent) | failed. WeCom's msgid of the mass send, when
+    # told, and the sender whose execution result says whether it went out.
     mass_send_state: Mapped[str | None] = mapped_column(String(24))
     mass_send_msgid: Mapped[str | None] = mapped_column(String(128))
+    mass_send_sender: Mapped[str | None] = mapped_column(String(64))
+    mass_send_checked_at: Mapped[datetime | None]  # last asked WeCom (polled gently)
+    mass_send_confirmed_at: Mapped[datetime | None]  # WeCom's send_time
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

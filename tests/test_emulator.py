@@ -470,3 +470,66 @@ def test_sent_log_persists_across_restarts_and_clears(tmp_path: Path) -> None:
     )
     third.reset()
     assert log.read_text(encoding="utf-8") == ""
+
+
+async def test_mass_send_results_follow_the_senders_confirmation(
+    api: Api, state: EmulatorState, http: httpx.AsyncClient
+) -> None:
+    url = "/cgi-bin/externalcontact/get_groupmsg_send_result"
+    state.upsert_group("wrA", name="A", owner="boss")
+    state.upsert_group("wrB", name="B", owner="boss")
+    task = {"chat_type": "group", "sender": "boss", "chat_id_list": ["wrA", "wrB", "wrGone"]}
+    msgid = (
+        await api.wecom(
+            "/cgi-bin/externalcontact/add_msg_template", task | {"text": {"content": "早报"}}
+        )
+    )["msgid"]
+    first = await api.wecom(url, {"msgid": msgid, "userid": "boss", "limit": 1, "cursor": ""})
+    assert first["send_list"] == [
+        {"external_userid": "", "chat_id": "wrA", "userid": "boss", "status": 0, "send_time": 0}
+    ]
+    rest = await api.wecom(url, {"msgid": msgid, "userid": "boss", "cursor": first["next_cursor"]})
+    # The chat WeCom could not reach (fail_list) has no row; the last page has no cursor.
+    assert ([r["chat_id"] for r in rest["send_list"]], rest["next_cursor"]) == (["wrB"], "")
+    other = await api.wecom(url, {"msgid": msgid, "userid": "someone"})
+    assert other["send_list"] == []
+
+    confirmed = await http.post(f"/_emulator/mass_sends/{msgid}/confirm", json={"send_time": 1234})
+    assert confirmed.json()["status"] == 1
+    after = await api.wecom(url, {"msgid": msgid, "userid": "boss"})
+    assert {(r["status"], r["send_time"]) for r in after["send_list"]} == {(1, 1234)}
+    failed = await http.post(f"/_emulator/mass_sends/{msgid}/confirm", json={"status": 2})
+    assert (failed.json()["status"], failed.json()["send_time"]) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"userid": "boss"},
+        {"msgid": "", "userid": "boss"},
+        {"msgid": "msgUnknown", "userid": "boss"},
+        {"msgid": "msgUnknown"},
+        {"msgid": "msgUnknown", "userid": "boss", "limit": 1001},
+        {"msgid": "msgUnknown", "userid": "boss", "cursor": "x"},
+    ],
+)
+async def test_bad_mass_send_result_requests_are_refused(api: Api, body: Json) -> None:
+    url = "/cgi-bin/externalcontact/get_groupmsg_send_result"
+    assert (await api.wecom(url, body))["errcode"] == 40058
+
+
+async def test_confirming_an_unknown_or_with_a_bad_status_is_refused(
+    api: Api, state: EmulatorState, http: httpx.AsyncClient
+) -> None:
+    assert (await http.post("/_emulator/mass_sends/nope/confirm", json={})).status_code == 404
+    task = {"chat_type": "single", "sender": "s", "external_userid": ["wmA"]}
+    msgid = (
+        await api.wecom(
+            "/cgi-bin/externalcontact/add_msg_template", task | {"text": {"content": "你好"}}
+        )
+    )["msgid"]
+    bad = await http.post(f"/_emulator/mass_sends/{msgid}/confirm", json={"status": 0})
+    assert bad.status_code == 422
+    assert state.mass_sends[msgid].status == 0
+    listed = (await http.get("/_emulator/mass_sends")).json()
+    assert [(m["msgid"], m["targets"]) for m in listed] == [(msgid, ["wmA"])]

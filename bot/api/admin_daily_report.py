@@ -87,9 +87,12 @@ class ReportOut(BaseModel):
     parts: int
     outbox_key: str | None
     knowledge_item_id: int | None
-    # Customer groups: queued | awaiting_confirmation | failed; WeCom's mass-send msgid.
+    # Customer groups: queued | awaiting_confirmation | confirmed | unconfirmed (the
+    # day ended unsent) | failed; WeCom's mass-send msgid; when the owner sent it.
     mass_send_state: str | None
     mass_send_msgid: str | None
+    mass_send_confirmed_at: LocalTime | None
+    mass_send_checked_at: LocalTime | None  # when WeCom was last asked
 
 
 class PreviewOut(BaseModel):
@@ -140,6 +143,8 @@ def _report_out(report: DailyReport) -> ReportOut:
         knowledge_item_id=report.knowledge_item_id,
         mass_send_state=report.mass_send_state,
         mass_send_msgid=report.mass_send_msgid,
+        mass_send_confirmed_at=report.mass_send_confirmed_at,
+        mass_send_checked_at=report.mass_send_checked_at,
     )
 
 

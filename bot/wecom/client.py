@@ -271,6 +271,19 @@ class WeComClient:
             "POST", "/cgi-bin/externalcontact/add_msg_template", json=body, retries=retries
         )
 
+    async def get_groupmsg_send_result(
+        self, msgid: str, userid: str, cursor: str = "", *, limit: int = 500
+    ) -> JSONDict:
+        """获取企业群发成员执行结果 (doc 93338): one page of what `userid` did with the
+        mass send `msgid` (`send_list`, status 0 未发送 / 1 已发送 / 2 / 3 failed);
+        page on with the answer's `next_cursor` while it is not empty."""
+        if not msgid or not userid:
+            raise ValueError("get_groupmsg_send_result needs a msgid and the sender's userid")
+        body: JSONDict = {"msgid": msgid, "userid": userid, "limit": limit, "cursor": cursor}
+        return await self.call(
+            "POST", "/cgi-bin/externalcontact/get_groupmsg_send_result", json=body
+        )
+
     async def aibot_response(
         self, url: str, message: JSONDict, *, retries: int | None = None
     ) -> JSONDict:

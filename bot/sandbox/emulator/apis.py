@@ -12,6 +12,7 @@ WeCom's global error-code list; the client treats every one as permanent):
   answers for over-long content).
 - appchat/send without chatid: 86001 "参数 chatid 不合法".
 - unknown welcome template_id, or a full template library (100): 40058.
+- get_groupmsg_send_result with an unknown msgid, or a limit outside 1..1000: 40058.
 - finance/getchatdata with a wrong corpid or archive secret: 48002, the code the
   SDK's GetChatData is reported to return for a wrong secret; a limit outside
   1..1000: 40058 (the real SDK refuses it itself with 10000).
@@ -32,12 +33,13 @@ from bot.sandbox.emulator.messages import (
     check_content,
     validate_message,
 )
-from bot.sandbox.emulator.state import EmulatorState, JSONDict
+from bot.sandbox.emulator.state import EmulatorState, JSONDict, MassSend
 
 Handler = Callable[[EmulatorState, Mapping[str, str], JSONDict], JSONDict]
 
 MAX_CHAT_IDS = 2000  # add_msg_template chat_id_list
 MAX_ATTACHMENTS = 9  # add_msg_template attachments
+MAX_SEND_RESULTS = 1000  # get_groupmsg_send_result's limit (default 500)
 MSG_TEMPLATE_TEXT_LIMIT = 4000
 WELCOME_FIELDS = ("text", "image", "link", "miniprogram", "file", "video")
 MAX_WELCOME_TEMPLATES = 100
@@ -161,7 +163,49 @@ def add_msg_template(state: EmulatorState, query: Mapping[str, str], body: JSOND
     else:
         target = str(sender)
     state.record("add_msg_template", target, body)
-    return {"fail_list": fail_list, "msgid": _new_id()}
+    msgid = _new_id()
+    reached = [str(c) for c in chat_ids if c not in fail_list] if chat_type == "group" else []
+    if chat_type != "group" and isinstance(customers, list):
+        reached = [str(c) for c in customers]
+    state.add_mass_send(MassSend(msgid, str(sender), str(chat_type), reached))
+    return {"fail_list": fail_list, "msgid": msgid}
+
+
+def get_groupmsg_send_result(
+    state: EmulatorState, query: Mapping[str, str], body: JSONDict
+) -> JSONDict:
+    """What the sender did with a mass send: one row per chat (group) or customer
+    (single), paged by an opaque cursor. Another member's userid sees no rows."""
+    msgid, userid = body.get("msgid"), body.get("userid")
+    if not isinstance(msgid, str) or not msgid:
+        raise ApiError(40058, "msgid missing")
+    if not isinstance(userid, str) or not userid:
+        raise ApiError(40058, "userid missing")
+    limit = body.get("limit", MAX_SEND_RESULTS)
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_SEND_RESULTS:
+        raise ApiError(40058, f"limit must be 1..{MAX_SEND_RESULTS}")
+    cursor = body.get("cursor") or ""
+    if not isinstance(cursor, str) or (cursor and not cursor.isdigit()):
+        raise ApiError(40058, "invalid cursor")
+    mass_send = state.mass_sends.get(msgid)
+    if mass_send is None:
+        raise ApiError(40058, "unknown msgid")
+    targets = mass_send.targets if mass_send.sender == userid else []
+    start = int(cursor or 0)
+    page = targets[start : start + limit]
+    group = mass_send.chat_type == "group"
+    rows = [
+        {
+            "external_userid": "" if group else target,
+            "chat_id": target if group else "",
+            "userid": mass_send.sender,
+            "status": mass_send.status,
+            "send_time": mass_send.send_time,
+        }
+        for target in page
+    ]
+    more = start + limit < len(targets)
+    return {"next_cursor": str(start + limit) if more else "", "send_list": rows}
 
 
 def welcome_template_add(

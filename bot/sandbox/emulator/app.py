@@ -52,6 +52,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "add_msg_template",
         apis.add_msg_template,
     ),
+    Endpoint(
+        "POST",
+        "/cgi-bin/externalcontact/get_groupmsg_send_result",
+        "get_groupmsg_send_result",
+        apis.get_groupmsg_send_result,
+    ),
     *(
         Endpoint(
             "POST",

@@ -67,6 +67,15 @@ class PingsIn(BaseModel):
     ack: bool = Field(description="false: stop acknowledging the bot's pings")
 
 
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = Field(
+        1, ge=1, le=3, description="1 sent; 2 not a friend; 3 already got another mass send"
+    )
+    send_time: int | None = Field(None, description="unix seconds; default now (status 1)")
+
+
 class ResponseCodeIn(BaseModel):
     target: str = Field("", description="the chat or member the reply reaches (for the log)")
 
@@ -146,6 +155,20 @@ def control_router(state: EmulatorState) -> APIRouter:
     @router.post("/tokens/revoke")
     async def revoke_tokens() -> dict[str, int]:
         return {"revoked": state.revoke_tokens()}
+
+    @router.get("/mass_sends")
+    async def get_mass_sends() -> list[JSONDict]:
+        return [m.to_dict() for m in list(state.mass_sends.values())]
+
+    @router.post("/mass_sends/{msgid}/confirm")
+    async def confirm_mass_send(msgid: str, body: ConfirmIn) -> JSONDict:
+        """The sender confirms the mass send in the client (or WeCom reports it failed)."""
+        try:
+            return state.confirm_mass_send(
+                msgid, status=body.status, send_time=body.send_time
+            ).to_dict()
+        except KeyError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown mass send {msgid}") from None
 
     @router.post("/reset")
     async def reset() -> dict[str, bool]:

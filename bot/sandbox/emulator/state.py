@@ -56,6 +56,27 @@ class SentRecord:
         return asdict(self)
 
 
+# get_groupmsg_send_result's status per recipient (doc 93338).
+MASS_SEND_UNSENT, MASS_SEND_SENT = 0, 1
+MASS_SEND_STATUSES = (0, 1, 2, 3)  # 2: not a friend; 3: already got another mass send
+
+
+@dataclass
+class MassSend:
+    """One add_msg_template task: whom it reaches and what the sender did with it
+    (status 0 until confirmed through the control API)."""
+
+    msgid: str
+    sender: str
+    chat_type: str
+    targets: list[str]  # chat_ids (group) or external_userids (single)
+    status: int = MASS_SEND_UNSENT
+    send_time: int = 0
+
+    def to_dict(self) -> JSONDict:
+        return asdict(self)
+
+
 @dataclass
 class ArchiveEntry:
     """One archived message: its seq (increasing, never reused), msgid and the record
@@ -119,6 +140,7 @@ class EmulatorState:
         self.invalid_webhook_keys: set[str] = set()
         self.log_path: Path | None = None
         self.welcome_templates: dict[str, JSONDict] = {}
+        self.mass_sends: dict[str, MassSend] = {}  # msgid -> the task
         # api -> requests received, failed ones included: lets tests count gettoken calls.
         self.calls: Counter[str] = Counter()
         self._tokens: dict[str, float] = {}
@@ -142,6 +164,7 @@ class EmulatorState:
             self.faults.clear()
             self.invalid_webhook_keys.clear()
             self.welcome_templates.clear()
+            self.mass_sends.clear()
             self.calls.clear()
             self._tokens.clear()
             self._webhook_hits.clear()
@@ -269,6 +292,29 @@ class EmulatorState:
         group["member_version"] = _member_version(group["member_list"])
 
     # -- sent log ---------------------------------------------------------------------------
+
+    # -- mass sends (add_msg_template) ---------------------------------------------------
+
+    def add_mass_send(self, mass_send: MassSend) -> None:
+        with self._lock:
+            self.mass_sends[mass_send.msgid] = mass_send
+
+    def confirm_mass_send(
+        self, msgid: str, *, status: int = MASS_SEND_SENT, send_time: int | None = None
+    ) -> MassSend:
+        """The sender confirmed (status 1, sent now unless `send_time` says when), or WeCom
+        could not deliver (2, 3). KeyError for an unknown msgid."""
+        if status not in MASS_SEND_STATUSES:
+            raise ValueError(f"status must be one of {MASS_SEND_STATUSES}")
+        with self._lock:
+            mass_send = self.mass_sends[msgid]
+            mass_send.status = status
+            mass_send.send_time = (
+                (int(self.wall_clock()) if send_time is None else send_time)
+                if status == MASS_SEND_SENT
+                else 0
+            )
+            return mass_send
 
     def record(self, api: str, target: str, body: JSONDict) -> SentRecord:
         with self._lock:
