@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
@@ -62,6 +62,14 @@ def is_postgres(engine: AsyncEngine) -> bool:
 def dialect_of(session: AsyncSession) -> str:
     """The session's database: "postgresql" or "sqlite"."""
     return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def json_elements(session: AsyncSession, column: Any) -> Any:
+    """A JSON array column's elements as a table with one text column, `value` (to test
+    membership in SQL on either database)."""
+    if dialect_of(session) == "postgresql":
+        return func.json_array_elements_text(column).table_valued("value").alias()
+    return func.json_each(column).table_valued("value").alias()
 
 
 def insert_for(session: AsyncSession) -> Any:

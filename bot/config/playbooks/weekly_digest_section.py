@@ -16,7 +16,7 @@ from pydantic import Field, StrictBool, StrictInt, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from bot.config.playbooks.fields import LocalTime, StrictModel
-from bot.config.playbooks.render import GroupVars, lint_template, weekday_cn
+from bot.config.playbooks.render import GroupVars, lint_template, template_error, weekday_cn
 from bot.config.playbooks.rules_section import WEEKDAYS, Weekday
 
 
@@ -184,15 +184,7 @@ class WeeklyDigestSection(StrictModel):
             raise PydanticCustomError("missing_text", "must not be empty")
         problems = lint_template(text, WEEKLY_DIGEST_VARS, WEEKLY_DIGEST_SAMPLE)
         if problems:
-            raise PydanticCustomError(
-                "template",
-                "{problems}",
-                {
-                    "problems": "; ".join(p.message for p in problems),
-                    # The loader turns this into a YAML line inside a `|` block.
-                    "template_lineno": problems[0].lineno,
-                },
-            )
+            raise template_error(problems)
         return text
 
     @model_validator(mode="after")

@@ -112,7 +112,6 @@ class AibotLink:
         self.token = new_token()
         # Counters the tests and the log read: how the connection has fared.
         self.subscriptions = 0  # subscribed connections, reconnects included
-        self.pings = 0
         self.lease_refusals = 0  # times another replica held the connection
         self._ws: ClientConnection | None = None
         self._pending: dict[str, asyncio.Future[Frame]] = {}
@@ -301,7 +300,6 @@ class AibotLink:
             self._pending[req_id] = waiter
             try:
                 await ws.send(frames.ping(req_id))
-                self.pings += 1
                 async with asyncio.timeout(self.ack_seconds):
                     ack = await waiter
             except TimeoutError:

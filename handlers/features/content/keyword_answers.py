@@ -356,18 +356,16 @@ class KeywordAnswers:
         record = RecordAnswer(venue.chat_key, event.sender, item_ids, source_key, event.occurred_at)
         if reply_to is not None:
             ctx.note(f"keyword answer: items {list(item_ids)} (智能机器人 reply)")
-            deliver = delivery(
-                venue.group,
-                playbook,
-                member_id=event.sender,
-                name="",
-                question=bare_text(event.text),
-                text=markdown_reply(offered),
-                source_key=source_key,
-                reply_to=reply_to,
-                chat_id=venue.chat_id,
-            )
-            return [record, deliver]
+            return [
+                record,
+                aibot_reply(
+                    reply_to,
+                    chat_id=venue.chat_id,
+                    member_id=event.sender,
+                    text=markdown_reply(offered),
+                    source_key=source_key,
+                ),
+            ]
         group = venue.group
         assert group is not None  # only 智能机器人 messages are answered outside groups
         membership = await get_membership(ctx.session, group.chat_id, event.sender)
@@ -415,7 +413,7 @@ def aibot_reply(
 
 
 def delivery(
-    group: Group | None,
+    group: Group,
     playbook: Playbook,
     *,
     member_id: str,
@@ -423,19 +421,10 @@ def delivery(
     question: str,
     text: str,
     source_key: str,
-    reply_to: AibotReplyTo | None = None,
-    chat_id: str | None = None,
 ) -> Action:
-    """Where a reply goes: a question asked of the 智能机器人 (`reply_to`) back through
-    it, in its group (`chat_id`) or 单聊; otherwise into the group where its channel
-    posts at once, else an owner task with the reply ready to paste (customer groups).
-    At once or after a wait alike."""
-    if reply_to is not None:
-        where = group.chat_id if group is not None else chat_id
-        return aibot_reply(
-            reply_to, chat_id=where, member_id=member_id, text=text, source_key=source_key
-        )
-    assert group is not None
+    """Where a group reply goes: into the group where its channel posts at once, else an
+    owner task with the reply ready to paste (customer groups). At once or after a wait
+    alike. (A question asked of the 智能机器人 goes back through it: `aibot_reply`.)"""
     key = f"{ORIGIN}:{group.chat_id}:{source_key}"[:200]
     if group_channel(group.channel_type).capabilities.immediate:
         return QueueGroupText(group.chat_id, text, ORIGIN, key=key, member_id=member_id)

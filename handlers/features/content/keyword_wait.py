@@ -65,7 +65,6 @@ class PendingWait:
     kind: str
     item_ids: frozenset[int]
     question_key: str
-    askers: set[str]
     asked: set[str]  # source keys of the messages already joined (replays)
     experts: tuple[str, ...] = ()
 
@@ -93,7 +92,6 @@ async def pending_waits(ctx: Context, chat_id: str) -> list[PendingWait]:
                 KeywordWait.kind,
                 KeywordWait.item_ids,
                 KeywordWait.question_key,
-                KeywordWait.member_id,
                 KeywordWait.askers,
                 KeywordWait.experts,
             ).where(KeywordWait.chat_id == chat_id, KeywordWait.status == "pending")
@@ -104,11 +102,10 @@ async def pending_waits(ctx: Context, chat_id: str) -> list[PendingWait]:
                 kind=kind,
                 item_ids=frozenset(int(item) for item in item_ids),
                 question_key=question_key,
-                askers={member_id, *(str(pair[0]) for pair in askers)},
                 asked={source_key, *(str(pair[1]) for pair in askers)},
                 experts=tuple(str(expert) for expert in experts),
             )
-            for source_key, kind, item_ids, question_key, member_id, askers, experts in rows
+            for source_key, kind, item_ids, question_key, askers, experts in rows
         ]
         ctx.memo.extra[key] = known
     return known
@@ -122,7 +119,6 @@ def join_or_schedule(pending: list[PendingWait], action: ScheduleWait) -> Action
             if action.source_key in wait.asked:
                 return None
             wait.asked.add(action.source_key)
-            wait.askers.add(action.member_id)
             return JoinWait(wait.source_key, action.member_id, action.source_key)
     pending.append(
         PendingWait(
@@ -130,7 +126,6 @@ def join_or_schedule(pending: list[PendingWait], action: ScheduleWait) -> Action
             action.kind,
             frozenset(action.item_ids),
             action.question_key,
-            {action.member_id},
             {action.source_key},
             action.experts,
         )

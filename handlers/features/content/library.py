@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.features.rules.matching import normalize
-from storage.db import dialect_of
+from storage.db import json_elements
 from storage.models import ContentItem, ContentLibrary
 
 Source = Literal["own", "external"]
@@ -260,13 +260,6 @@ async def get_item(session: AsyncSession, item_id: int) -> ContentItem | None:
     return await session.get(ContentItem, item_id)
 
 
-def _elements(session: AsyncSession, column: Any) -> Any:
-    """A JSON array column's elements as a table with one text column, `value`."""
-    if dialect_of(session) == "postgresql":
-        return func.json_array_elements_text(column).table_valued("value").alias()
-    return func.json_each(column).table_valued("value").alias()
-
-
 def _where(session: AsyncSession, filter: ContentFilter) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
     if filter.source is not None:
@@ -274,10 +267,10 @@ def _where(session: AsyncSession, filter: ContentFilter) -> list[ColumnElement[b
     if filter.enabled is not None:
         clauses.append(ContentItem.enabled.is_(filter.enabled))
     if filter.tag:
-        tags = _elements(session, ContentItem.tags)
+        tags = json_elements(session, ContentItem.tags)
         clauses.append(exists(select(1).select_from(tags).where(tags.c.value == filter.tag)))
     if filter.q:
-        words = _elements(session, ContentItem.keywords)
+        words = json_elements(session, ContentItem.keywords)
         clauses.append(
             or_(
                 ContentItem.title.icontains(filter.q, autoescape=True),

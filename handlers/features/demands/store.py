@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.features.demands.posts import Candidate, dedup_key, duplicate_of
-from storage.db import dialect_of, lock_keys
+from storage.db import json_elements, lock_keys
 from storage.models import DemandPost, DemandPublication
 
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
@@ -145,17 +145,10 @@ def _merge(post: DemandPost, new: NewDemand) -> Outcome:
 # --- reads -------------------------------------------------------------------------
 
 
-def _elements(session: AsyncSession, column: Any) -> Any:
-    """A JSON array column's elements as a table with one text column, `value`."""
-    if dialect_of(session) == "postgresql":
-        return func.json_array_elements_text(column).table_valued("value").alias()
-    return func.json_each(column).table_valued("value").alias()
-
-
 def in_scope(session: AsyncSession, chat_id: str, tags: Iterable[str]) -> ColumnElement[bool]:
     """Posts that apply to the group (as content items' `applies_to`): an empty scope, or
     one naming the group's chat id or one of its tags."""
-    values = _elements(session, DemandPost.scope)
+    values = json_elements(session, DemandPost.scope)
     names = [chat_id, *tags]
     return or_(
         func.json_array_length(DemandPost.scope) == 0,
